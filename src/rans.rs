@@ -122,9 +122,12 @@ impl FreqTable {
         cum
     }
 
-    /// Serializes the table (docs/FORMAT.md, "Frequency table"): bytes `lo`, `hi`, `k`, then for
-    /// each symbol in `lo..=hi` its frequency as an order-`k` exp-Golomb code, LSB-first bits,
-    /// padded to a whole byte. `k` is chosen to make the table smallest.
+    /// Serializes the table (docs/FORMAT.md, "Frequency table"): bytes `lo`, `hi`, then
+    /// `k | delta << 4`, then for each symbol in `lo..=hi` an order-`k` exp-Golomb code (LSB-first
+    /// bits, padded to a whole byte) of its frequency, or with `delta = 1` of the zigzag-coded
+    /// difference from the previous symbol's frequency (the first symbol's difference is from 0).
+    /// Mode and `k` are chosen to make the table smallest; smooth tables (sign and mantissa
+    /// planes) shrink most with deltas, peaked ones (exponents) without.
     pub fn serialize(&self, out: &mut Vec<u8>) {
         let lo = self
             .freq
@@ -136,13 +139,23 @@ impl FreqTable {
             .iter()
             .rposition(|&f| f > 0)
             .expect("sum is PROB_SCALE");
-        let values = &self.freq[lo..=hi];
-        let k = (0..=PROB_BITS)
-            .min_by_key(|&k| values.iter().map(|&v| exp_golomb_len(v, k)).sum::<u32>())
-            .expect("non-empty range");
-        out.extend_from_slice(&[lo as u8, hi as u8, k as u8]);
+        let direct: Vec<u32> = self.freq[lo..=hi].to_vec();
+        let deltas: Vec<u32> = direct
+            .iter()
+            .scan(0u32, |prev, &f| {
+                let d = zigzag(f as i32 - *prev as i32);
+                *prev = f;
+                Some(d)
+            })
+            .collect();
+        let (delta, k, codes) = [(0u8, &direct), (1u8, &deltas)]
+            .into_iter()
+            .flat_map(|(mode, codes)| (0..=PROB_BITS).map(move |k| (mode, k, codes)))
+            .min_by_key(|&(_, k, codes)| codes.iter().map(|&v| exp_golomb_len(v, k)).sum::<u32>())
+            .expect("non-empty search");
+        out.extend_from_slice(&[lo as u8, hi as u8, k as u8 | delta << 4]);
         let mut bits = BitWriter::new(out);
-        for &v in values {
+        for &v in codes {
             bits.exp_golomb(v, k);
         }
         bits.finish();
@@ -151,20 +164,28 @@ impl FreqTable {
     /// Parses a table written by [`FreqTable::serialize`] from the front of `bytes`, returning it
     /// and the number of bytes it used. Any inconsistency is a [`Error::Corrupt`].
     pub fn deserialize(bytes: &[u8]) -> Result<(FreqTable, usize), Error> {
-        let [lo, hi, k, ..] = *bytes else {
+        let [lo, hi, mode, ..] = *bytes else {
             return Err(Error::corrupt("frequency table truncated"));
         };
-        let (lo, hi, k) = (lo as usize, hi as usize, k as u32);
-        if lo > hi || k > PROB_BITS {
+        let (lo, hi, k, delta) = (lo as usize, hi as usize, (mode & 15) as u32, mode >> 4);
+        if lo > hi || k > PROB_BITS || delta > 1 {
             return Err(Error::corrupt("frequency table header invalid"));
         }
         let mut reader = BitReader::new(&bytes[3..]);
         let mut freq = [0u32; 256];
+        let mut prev = 0i64;
         for f in &mut freq[lo..=hi] {
-            *f = reader.exp_golomb(k)?;
-            if *f > PROB_SCALE {
-                return Err(Error::corrupt("frequency above the probability scale"));
+            let code = reader.exp_golomb(k)?;
+            let value = if delta == 1 {
+                prev + unzigzag(code) as i64
+            } else {
+                code as i64
+            };
+            if !(0..=PROB_SCALE as i64).contains(&value) {
+                return Err(Error::corrupt("frequency outside the probability scale"));
             }
+            *f = value as u32;
+            prev = value;
         }
         if freq[lo] == 0 || freq[hi] == 0 {
             return Err(Error::corrupt("frequency table range not tight"));
@@ -172,6 +193,14 @@ impl FreqTable {
         let used = 3 + reader.bytes_used();
         Ok((FreqTable::from_freqs(freq)?, used))
     }
+}
+
+fn zigzag(d: i32) -> u32 {
+    ((d << 1) ^ (d >> 31)) as u32
+}
+
+fn unzigzag(z: u32) -> i32 {
+    (z >> 1) as i32 ^ -((z & 1) as i32)
 }
 
 fn exp_golomb_len(v: u32, k: u32) -> u32 {

@@ -1,0 +1,205 @@
+//! `exprans bench`: ratio and speed, each speed beside memcpy of the same bytes in the same run.
+//!
+//! Everything runs in memory on the tensors of one .safetensors file: compression (default and
+//! `--fast`), the fast CPU decoder (1 and 2 threads), the reference decoder, and optionally the
+//! GPU decoder. Each figure is the best of `repeat` runs. Decode figures include both checksum
+//! checks, as `decompress` does them.
+
+use std::path::Path;
+use std::time::Instant;
+
+use exprans::archive::{self, BlockLayout, CpuDecoder, StoredTensor};
+use exprans::codec::EncodeOptions;
+use exprans::safetensors::Header;
+use exprans::source_header::SourceHeader;
+use exprans::{files, Error, Result};
+
+use crate::Device;
+
+/// One measured speed.
+#[derive(serde::Serialize)]
+struct Speed {
+    what: String,
+    threads: usize,
+    /// Bytes per second (input bytes for compression, decoded bytes for decoding).
+    bytes_per_second: f64,
+    /// Divided by memcpy of the same bytes in the same run.
+    vs_memcpy: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    file: String,
+    original_bytes: u64,
+    /// Compressed file size / original, default mode.
+    ratio: f64,
+    /// The same with `--fast`.
+    ratio_fast: f64,
+    memcpy_bytes_per_second: f64,
+    speeds: Vec<Speed>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpu: Option<serde_json::Value>,
+}
+
+fn best_of<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, f64)> {
+    let mut best = f64::INFINITY;
+    let mut out = None;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let v = f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        out = Some(v);
+    }
+    Ok((out.expect("repeat >= 1"), best))
+}
+
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot start threads: {e}")))
+}
+
+/// Runs the benchmark and prints it.
+pub fn run(path: &Path, json: bool, device: Device, repeat: usize) -> Result<()> {
+    let map = files::map_file(path)?;
+    // Work on a private copy so page faults of the map do not count.
+    let data = map.to_vec();
+    let prefix: &[u8; 8] = data
+        .get(..8)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| Error::invalid("file too short to be safetensors").in_file(path))?;
+    let json_len =
+        Header::json_len_from_prefix(prefix, data.len() as u64).map_err(|e| e.in_file(path))?;
+    let source_json = std::str::from_utf8(&data[8..8 + json_len as usize])
+        .map_err(|_| Error::invalid("header is not UTF-8").in_file(path))?;
+    let header =
+        Header::parse(source_json.as_bytes(), data.len() as u64).map_err(|e| e.in_file(path))?;
+    let start = header.data_start() as usize;
+    let tensors: Vec<_> = header
+        .tensors
+        .iter()
+        .map(|(name, e)| {
+            let bytes = &data[start + e.data_offsets.0 as usize..start + e.data_offsets.1 as usize];
+            (name, e, bytes)
+        })
+        .collect();
+    let data_bytes = (data.len() - start) as f64;
+
+    // memcpy of the tensor bytes, the yardstick of every speed below.
+    let mut copy = vec![0u8; data.len() - start];
+    let (_, memcpy_secs) = best_of(repeat, || {
+        copy.copy_from_slice(&data[start..]);
+        Ok(std::hint::black_box(copy[0]))
+    })?;
+    let memcpy = data_bytes / memcpy_secs;
+    let mut speeds = Vec::new();
+    let mut record = |what: &str, threads: usize, bytes: f64, secs: f64| {
+        speeds.push(Speed {
+            what: what.to_string(),
+            threads,
+            bytes_per_second: bytes / secs,
+            vs_memcpy: bytes / secs / memcpy,
+        });
+    };
+
+    let source = SourceHeader::new(source_json, &header);
+    let reserved = archive::reserve_header_len(&source, &header.tensors);
+    let compress = |opts: &EncodeOptions| -> Result<Vec<StoredTensor>> {
+        tensors
+            .iter()
+            .map(|(name, e, bytes)| {
+                archive::compress_tensor(name, e, bytes, opts, BlockLayout::Fixed)
+            })
+            .collect()
+    };
+    let size = |stored: &[StoredTensor]| {
+        (8 + reserved + stored.iter().map(|s| s.stored.len()).sum::<usize>()) as f64
+    };
+    let default_opts = EncodeOptions::default();
+    let fast_opts = EncodeOptions {
+        fast: true,
+        ..EncodeOptions::default()
+    };
+    let mut stored_default = Vec::new();
+    let mut stored_fast = Vec::new();
+    for threads in [1, 2] {
+        let p = pool(threads)?;
+        let (s, secs) = p.install(|| best_of(repeat, || compress(&default_opts)))?;
+        record("compress", threads, data_bytes, secs);
+        stored_default = s;
+        let (s, secs) = p.install(|| best_of(repeat, || compress(&fast_opts)))?;
+        record("compress --fast", threads, data_bytes, secs);
+        stored_fast = s;
+    }
+    let decode_all = |stored: &[StoredTensor], decoder: CpuDecoder| -> Result<usize> {
+        let mut n = 0;
+        for s in stored {
+            n += archive::decode_tensor(&s.index, &s.stored, decoder)?.len();
+        }
+        Ok(n)
+    };
+    for threads in [1, 2] {
+        let p = pool(threads)?;
+        let fast = CpuDecoder::Fast { parallel: true };
+        let (_, secs) = p.install(|| best_of(repeat, || decode_all(&stored_default, fast)))?;
+        record("decode (fast CPU decoder)", threads, data_bytes, secs);
+        let (_, secs) = p.install(|| best_of(repeat, || decode_all(&stored_fast, fast)))?;
+        record(
+            "decode --fast file (fast CPU decoder)",
+            threads,
+            data_bytes,
+            secs,
+        );
+    }
+    let (_, secs) = best_of(repeat, || {
+        decode_all(&stored_default, CpuDecoder::Reference)
+    })?;
+    record("decode (reference CPU decoder)", 1, data_bytes, secs);
+
+    let gpu = match device {
+        Device::Cpu => None,
+        Device::Gpu | Device::Auto => Some(super::gpu::bench(&stored_default, repeat)?),
+    };
+    let original = data.len() as f64;
+    let report = Report {
+        file: path.display().to_string(),
+        original_bytes: data.len() as u64,
+        ratio: size(&stored_default) / original,
+        ratio_fast: size(&stored_fast) / original,
+        memcpy_bytes_per_second: memcpy,
+        speeds,
+        gpu,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
+        return Ok(());
+    }
+    println!("file: {} ({} bytes)", report.file, report.original_bytes);
+    println!(
+        "size: default {:.4}% of the original, --fast {:.4}%",
+        100.0 * report.ratio,
+        100.0 * report.ratio_fast
+    );
+    println!("memcpy of the tensor bytes: {:.2} GB/s", memcpy / 1e9);
+    for s in &report.speeds {
+        println!(
+            "{:<40} {} thread{}: {:>8.1} MB/s = {:.3}x memcpy",
+            s.what,
+            s.threads,
+            if s.threads == 1 { " " } else { "s" },
+            s.bytes_per_second / 1e6,
+            s.vs_memcpy
+        );
+    }
+    if let Some(g) = &report.gpu {
+        println!(
+            "gpu: {}",
+            serde_json::to_string_pretty(g).expect("serializable")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Subcommands of the `exprans` binary that need more than a few lines.
+
+pub mod bench;
+pub mod gpu;
+pub mod info;
