@@ -7,31 +7,13 @@
 //! partial output.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::Archive;
 pub use crate::archive::BlockLayout;
-use crate::archive::{self, Archive, CpuDecoder, TensorIndex};
 use crate::codec::EncodeOptions;
-use crate::safetensors::Header;
-use crate::source_header::SourceHeader;
-use crate::{Error, Result};
-
-/// Decodes tensors from their stored bytes (CPU or GPU). Implementations check the stored
-/// checksum before decoding and the decoded checksum after.
-pub trait TensorDecoder: Send {
-    /// Decodes one tensor.
-    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>>;
-}
-
-impl TensorDecoder for CpuDecoder {
-    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
-        archive::decode_tensor(t, stored, *self)
-    }
-}
-
-/// Called with the number of input bytes just processed.
-pub type ProgressFn<'a> = &'a (dyn Fn(u64) + Sync);
+pub use crate::convert::{ProgressFn, TensorDecoder};
+use crate::{convert, Error, Result};
 
 /// Sizes of one compressed file or directory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -116,15 +98,13 @@ impl Output {
     }
 }
 
-/// Reads and checks the safetensors header of a mapped input file.
-fn input_header(data: &[u8], path: &Path) -> Result<Header> {
-    let prefix: &[u8; 8] = data
-        .get(..8)
-        .and_then(|p| p.try_into().ok())
-        .ok_or_else(|| Error::invalid("file too short to be safetensors").in_file(path))?;
-    let json_len =
-        Header::json_len_from_prefix(prefix, data.len() as u64).map_err(|e| e.in_file(path))?;
-    Header::parse(&data[8..8 + json_len as usize], data.len() as u64).map_err(|e| e.in_file(path))
+/// Attaches the right file to an error of [`convert`]: I/O errors are the output's, the rest
+/// the input's.
+fn blame(e: Error, input: &Path, output: &Path) -> Error {
+    match e {
+        Error::Io(_) => e.in_file(output),
+        other => other.in_file(input),
+    }
 }
 
 /// Compresses one safetensors file into an exprans file.
@@ -136,51 +116,10 @@ pub fn compress_file(
     force: bool,
     progress: ProgressFn,
 ) -> Result<SizeReport> {
-    opts.validate()?;
     let data = map_file(input)?;
-    let header = input_header(&data, input)?;
-    if header
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("format"))
-        .map(String::as_str)
-        == Some(archive::FORMAT_NAME)
-    {
-        return Err(Error::invalid("already an exprans file").in_file(input));
-    }
-    let source_json = std::str::from_utf8(&data[8..header.data_start() as usize])
-        .expect("checked by Header::parse");
-    let source = SourceHeader::new(source_json, &header);
-    let reserved = archive::reserve_header_len(&source, &header.tensors);
-
     let mut out = Output::create(output, force)?;
-    let write_err = io_err(output);
-    out.file()
-        .seek(SeekFrom::Start(8 + reserved as u64))
-        .map_err(&write_err)?;
-    let data_start = header.data_start() as usize;
-    let mut index = Vec::with_capacity(header.tensors.len());
-    let mut lens = Vec::with_capacity(header.tensors.len());
-    let mut written = 8 + reserved as u64;
-    for (name, entry) in &header.tensors {
-        let bytes = &data[data_start + entry.data_offsets.0 as usize..]
-            [..(entry.data_offsets.1 - entry.data_offsets.0) as usize];
-        let stored = archive::compress_tensor(name, entry, bytes, opts, blocks)
-            .map_err(|e| e.in_file(input))?;
-        out.file().write_all(&stored.stored).map_err(&write_err)?;
-        written += stored.stored.len() as u64;
-        lens.push(stored.stored.len() as u64);
-        index.push(stored.index);
-        progress(bytes.len() as u64);
-    }
-    let json = archive::pad_header(archive::render_header(&source, &index, &lens), reserved)
-        .map_err(|e| e.in_file(output))?;
-    let file = out.file();
-    file.seek(SeekFrom::Start(0)).map_err(&write_err)?;
-    file.write_all(&(json.len() as u64).to_le_bytes())
-        .map_err(&write_err)?;
-    file.write_all(json.as_bytes()).map_err(&write_err)?;
-    file.flush().map_err(&write_err)?;
+    let written = convert::compress_into(&data, out.file(), opts, blocks, progress)
+        .map_err(|e| blame(e, input, output))?;
     out.commit()?;
     Ok(SizeReport {
         original: data.len() as u64,
@@ -195,10 +134,6 @@ pub fn open_archive(path: &Path) -> Result<(memmap2::Mmap, Archive)> {
     Ok((data, archive))
 }
 
-fn stored_bytes<'a>(data: &'a [u8], t: &archive::ArchiveTensor) -> &'a [u8] {
-    &data[t.stored.start as usize..t.stored.end as usize]
-}
-
 /// Decompresses an exprans file, giving back the original file byte for byte.
 pub fn decompress_file(
     input: &Path,
@@ -209,17 +144,12 @@ pub fn decompress_file(
 ) -> Result<SizeReport> {
     let (data, archive) = open_archive(input)?;
     let mut out = Output::create(output, force)?;
-    let write_err = io_err(output);
-    out.file()
-        .write_all(&archive.source_header_bytes())
-        .map_err(&write_err)?;
-    for t in &archive.tensors {
-        let decoded = decoder
-            .decode(&t.index, stored_bytes(&data, t))
-            .map_err(|e| e.in_file(input))?;
-        out.file().write_all(&decoded).map_err(&write_err)?;
-        progress(t.index.bytes);
-    }
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, out.file());
+    convert::decompress_into(&data, &archive, decoder, &mut writer, progress)
+        .map_err(|e| blame(e, input, output))?;
+    writer
+        .into_inner()
+        .map_err(|e| Error::Io(e.into_error()).in_file(output))?;
     out.commit()?;
     Ok(SizeReport {
         original: archive.original_len(),
@@ -237,36 +167,10 @@ pub fn verify_file(
 ) -> Result<SizeReport> {
     let (data, archive) = open_archive(input)?;
     let original_map = original.map(map_file).transpose()?;
-    let differs = |what: String| Error::corrupt(what).in_file(original.expect("original given"));
-    let mut pos = 0usize;
-    if let Some(orig) = &original_map {
-        if orig.len() as u64 != archive.original_len() {
-            return Err(differs(format!(
-                "is {} bytes, the compressed file decodes to {}",
-                orig.len(),
-                archive.original_len()
-            )));
-        }
-        let head = archive.source_header_bytes();
-        if orig[..head.len()] != head[..] {
-            return Err(differs("header differs from the decoded header".into()));
-        }
-        pos = head.len();
-    }
-    for t in &archive.tensors {
-        let decoded = decoder
-            .decode(&t.index, stored_bytes(&data, t))
-            .map_err(|e| e.in_file(input))?;
-        if let Some(orig) = &original_map {
-            if orig[pos..][..decoded.len()] != decoded[..] {
-                return Err(differs(format!(
-                    "tensor '{}' differs from the decoded tensor",
-                    t.index.name
-                )));
-            }
-            pos += decoded.len();
-        }
-        progress(t.index.bytes);
+    let mismatch = convert::verify(&data, &archive, original_map.as_deref(), decoder, progress)
+        .map_err(|e| e.in_file(input))?;
+    if let (Some(m), Some(path)) = (mismatch, original) {
+        return Err(Error::corrupt(m.to_string()).in_file(path));
     }
     Ok(SizeReport {
         original: archive.original_len(),

@@ -333,6 +333,55 @@ pub fn encode_symbol(state: &mut u32, words: &mut Vec<u16>, sym: EncSymbol) {
     *state = ((*state / sym.freq) << PROB_BITS) + (*state % sym.freq) + sym.start;
 }
 
+/// Encoder-side symbol of the fast encoder: division by `freq` replaced by a multiplication.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RcpSymbol {
+    /// `ceil(2^44 / freq)` (0 for symbols that do not occur).
+    rcp: u64,
+    /// `freq[s]`.
+    freq: u32,
+    /// `cum[s]`.
+    start: u32,
+}
+
+/// [`RcpSymbol`]s of a [`FreqTable`].
+pub(crate) fn rcp_table(table: &FreqTable) -> [RcpSymbol; 256] {
+    let cum = table.cumulative();
+    std::array::from_fn(|s| {
+        let freq = table.freqs()[s];
+        RcpSymbol {
+            rcp: if freq == 0 {
+                0
+            } else {
+                (1u64 << 44).div_ceil(freq as u64)
+            },
+            freq,
+            start: cum[s],
+        }
+    })
+}
+
+/// [`encode_symbol`] without division or push: returns the new state, the word to emit (the low
+/// half of `state`) and whether to emit it. Same states and words as [`encode_symbol`].
+///
+/// Exactness: after renormalization `x < 2^20 * freq` (and `x < 2^32`). With
+/// `rcp = ceil(2^44 / freq) = (2^44 + e) / freq`, `0 <= e < freq`:
+/// `x * rcp / 2^44 = x / freq + x * e / (freq * 2^44)`, and `x * e < 2^20 * freq^2 <= 2^44`, so the
+/// error term stays below `1 / freq` and the floor is `x / freq`. The product is below
+/// `2^44 * (x / freq) + 2^32 <= 2^64`: it fits a `u64`.
+#[inline(always)]
+pub(crate) fn rcp_encode(state: u32, sym: RcpSymbol) -> (u32, u16, bool) {
+    debug_assert!(sym.freq > 0, "symbol with zero frequency");
+    // state >= x_max = 2^20 * freq (compare the top 12 bits: x_max is a multiple of 2^20).
+    const _: () = assert!((RANS_L >> PROB_BITS) << 16 == 1 << 20);
+    let emit = state >> 20 >= sym.freq;
+    let x = if emit { state >> 16 } else { state };
+    let q = ((x as u64 * sym.rcp) >> 44) as u32;
+    // (q << PROB_BITS) + (x - q * freq) + start, rearranged.
+    let x = x + sym.start + q * (PROB_SCALE - sym.freq);
+    (x, state as u16, emit)
+}
+
 /// Decodes one symbol from `state` with a decode-table slot; returns the symbol and whether a
 /// refill word is needed (`state < RANS_L` afterwards).
 #[inline(always)]

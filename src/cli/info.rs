@@ -135,7 +135,7 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
                 0.0
             },
             ratio: stored.len() as f64 / ix.bytes.max(1) as f64,
-            entropy_bound_bits: entropy.iter().sum(),
+            entropy_bound_bits: entropy.iter().fold(0.0, |a, h| a + h),
             block_size,
         });
     }

@@ -1,0 +1,185 @@
+//! Whole-file conversions over bytes in memory (or memory-mapped) and any writer: the core of
+//! `compress`, `decompress` and `verify`, shared by the CLI's file layer ([`crate::files`]) and
+//! by callers that hold files in memory (tests, the browser).
+//!
+//! Errors of type [`Error::Io`] come only from the writer; every other error is about the input.
+
+use std::io::{Cursor, Seek, SeekFrom, Write};
+
+use crate::archive::{self, Archive, BlockLayout, CpuDecoder, TensorIndex};
+use crate::codec::EncodeOptions;
+use crate::safetensors::Header;
+use crate::source_header::SourceHeader;
+use crate::{Error, Result};
+
+/// Decodes tensors from their stored bytes (on the CPU or a GPU). Implementations check the
+/// stored checksum before decoding and the decoded checksum after.
+pub trait TensorDecoder: Send {
+    /// Decodes one tensor.
+    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>>;
+}
+
+impl TensorDecoder for CpuDecoder {
+    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
+        archive::decode_tensor(t, stored, *self)
+    }
+}
+
+/// Called with the number of original bytes just processed.
+pub type ProgressFn<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Parses and checks the header of a safetensors file held in memory.
+pub fn read_header(file: &[u8]) -> Result<Header> {
+    let prefix: &[u8; 8] = file
+        .get(..8)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| Error::invalid("file too short to be safetensors"))?;
+    let json_len = Header::json_len_from_prefix(prefix, file.len() as u64)?;
+    Header::parse(&file[8..8 + json_len as usize], file.len() as u64)
+}
+
+/// Compresses the safetensors file `input` into `out` (written from its position 0 on; seeks
+/// back to write the header last). Memory: about twice the largest tensor. Returns the number
+/// of bytes written.
+pub fn compress_into<W: Write + Seek>(
+    input: &[u8],
+    out: &mut W,
+    opts: &EncodeOptions,
+    blocks: BlockLayout,
+    progress: ProgressFn,
+) -> Result<u64> {
+    opts.validate()?;
+    let header = read_header(input)?;
+    let format = header.metadata.as_ref().and_then(|m| m.get("format"));
+    if format.map(String::as_str) == Some(archive::FORMAT_NAME) {
+        return Err(Error::invalid("already an exprans file"));
+    }
+    let data_start = header.data_start() as usize;
+    let source_json = std::str::from_utf8(&input[8..data_start]).expect("checked by Header::parse");
+    let source = SourceHeader::new(source_json, &header);
+    let reserved = archive::reserve_header_len(&source, &header.tensors);
+
+    out.seek(SeekFrom::Start(8 + reserved as u64))?;
+    let mut index = Vec::with_capacity(header.tensors.len());
+    let mut lens = Vec::with_capacity(header.tensors.len());
+    for (name, entry) in &header.tensors {
+        let (begin, end) = entry.data_offsets;
+        let bytes = &input[data_start + begin as usize..data_start + end as usize];
+        let stored = archive::compress_tensor(name, entry, bytes, opts, blocks)?;
+        out.write_all(&stored.stored)?;
+        lens.push(stored.stored.len() as u64);
+        index.push(stored.index);
+        progress(bytes.len() as u64);
+    }
+    let json = archive::pad_header(archive::render_header(&source, &index, &lens), reserved)?;
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&(json.len() as u64).to_le_bytes())?;
+    out.write_all(json.as_bytes())?;
+    out.flush()?;
+    Ok(8 + reserved as u64 + lens.iter().sum::<u64>())
+}
+
+/// [`compress_into`] a new `Vec`.
+pub fn compress(input: &[u8], opts: &EncodeOptions) -> Result<Vec<u8>> {
+    let mut out = Cursor::new(Vec::new());
+    compress_into(input, &mut out, opts, BlockLayout::Fixed, &|_| {})?;
+    Ok(out.into_inner())
+}
+
+fn stored_bytes<'a>(file: &'a [u8], t: &archive::ArchiveTensor) -> &'a [u8] {
+    &file[t.stored.start as usize..t.stored.end as usize]
+}
+
+/// Writes the original file of the exprans file `file` (whose parsed header is `archive`) to
+/// `out`, tensor by tensor.
+pub fn decompress_into<W: Write>(
+    file: &[u8],
+    archive: &Archive,
+    decoder: &mut dyn TensorDecoder,
+    out: &mut W,
+    progress: ProgressFn,
+) -> Result<()> {
+    out.write_all(&archive.source_header_bytes())?;
+    for t in &archive.tensors {
+        out.write_all(&decoder.decode(&t.index, stored_bytes(file, t))?)?;
+        progress(t.index.bytes);
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The original file of an exprans file held in memory, decoded on the CPU.
+pub fn decompress(file: &[u8], decoder: CpuDecoder) -> Result<Vec<u8>> {
+    let archive = Archive::from_bytes(file)?;
+    let mut out = Vec::with_capacity(archive.original_len() as usize);
+    decompress_into(file, &archive, &mut { decoder }, &mut out, &|_| {})?;
+    Ok(out)
+}
+
+/// How a verification failed against the original.
+#[derive(Debug)]
+pub enum Mismatch {
+    /// The original has another length.
+    Length {
+        /// Its length.
+        original: u64,
+        /// The length the compressed file decodes to.
+        decoded: u64,
+    },
+    /// The headers differ.
+    Header,
+    /// A tensor differs.
+    Tensor(String),
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Mismatch::Length { original, decoded } => {
+                write!(
+                    f,
+                    "is {original} bytes, the compressed file decodes to {decoded}"
+                )
+            }
+            Mismatch::Header => write!(f, "header differs from the decoded header"),
+            Mismatch::Tensor(name) => write!(f, "tensor '{name}' differs from the decoded tensor"),
+        }
+    }
+}
+
+/// Decodes every tensor of `file` (checking every checksum) and compares the result with
+/// `original` when given. `Ok(None)`: all good and identical; `Ok(Some(_))`: decodes cleanly but
+/// differs from `original`; `Err`: the compressed file is bad.
+pub fn verify(
+    file: &[u8],
+    archive: &Archive,
+    original: Option<&[u8]>,
+    decoder: &mut dyn TensorDecoder,
+    progress: ProgressFn,
+) -> Result<Option<Mismatch>> {
+    let mut pos = 0usize;
+    if let Some(orig) = original {
+        if orig.len() as u64 != archive.original_len() {
+            return Ok(Some(Mismatch::Length {
+                original: orig.len() as u64,
+                decoded: archive.original_len(),
+            }));
+        }
+        let head = archive.source_header_bytes();
+        if orig[..head.len()] != head[..] {
+            return Ok(Some(Mismatch::Header));
+        }
+        pos = head.len();
+    }
+    for t in &archive.tensors {
+        let decoded = decoder.decode(&t.index, stored_bytes(file, t))?;
+        if let Some(orig) = original {
+            if orig[pos..][..decoded.len()] != decoded[..] {
+                return Ok(Some(Mismatch::Tensor(t.index.name.clone())));
+            }
+            pos += decoded.len();
+        }
+        progress(t.index.bytes);
+    }
+    Ok(None)
+}
