@@ -124,7 +124,10 @@ pub fn vectors() -> Vec<Vector> {
         if layout == PlaneLayout::Float32 {
             // Two and three coded planes: a zero low byte; BF16-representable values.
             let masked = |mask: u32| -> Vec<f32> {
-                weights.iter().map(|v| f32::from_bits(v.to_bits() & mask)).collect()
+                weights
+                    .iter()
+                    .map(|v| f32::from_bits(v.to_bits() & mask))
+                    .collect()
             };
             add("low_byte_zero", &masked(0xffff_ff00), big, false);
             add("bf16_valued", &masked(0xffff_0000), 3_000, false);
@@ -152,6 +155,9 @@ mod tests {
             crate::cpu::decode_reference(&parsed, &mut out).unwrap();
             assert!(out == v.values, "{}", v.name);
         }
-        assert_eq!(f32_coded_planes.into_iter().collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(
+            f32_coded_planes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
     }
 }
