@@ -12,7 +12,7 @@
 //! ```
 
 use crate::params::{align_up, ALIGN, LANES, MAX_BLOCK_SIZE, RANS_L};
-use crate::planes::PlaneLayout;
+use crate::planes::{split16, split32, PlaneLayout};
 use crate::rans::{self, FreqTable};
 use crate::{Error, Result};
 
@@ -118,7 +118,7 @@ pub fn encode(
         ));
     }
     let n = data.len() / layout.value_bytes();
-    let planes = layout.split(data);
+    let planes = split_planes(layout, data);
     let counts: Vec<[u64; 256]> = planes.iter().map(|p| histogram(p)).collect();
     let mut stats: Vec<PlaneStats> = counts
         .iter()
@@ -163,6 +163,223 @@ pub fn encode(
     Ok((Some(entry), stats))
 }
 
+/// [`PlaneLayout::split`], written to vectorize.
+fn split_planes(layout: PlaneLayout, data: &[u8]) -> Vec<Vec<u8>> {
+    let n = data.len() / layout.value_bytes();
+    let mut planes = vec![vec![0u8; n]; layout.plane_count()];
+    match layout {
+        PlaneLayout::Float16 => {
+            let [p0, p1] = &mut planes[..] else {
+                unreachable!("two planes")
+            };
+            for ((v, a), b) in data.chunks_exact(2).zip(p0).zip(p1) {
+                [*a, *b] = split16(u16::from_le_bytes([v[0], v[1]]));
+            }
+        }
+        PlaneLayout::Float32 => {
+            let [p0, p1, p2, p3] = &mut planes[..] else {
+                unreachable!("four planes")
+            };
+            for ((((v, a), b), c), d) in data.chunks_exact(4).zip(p0).zip(p1).zip(p2).zip(p3) {
+                [*a, *b, *c, *d] = split32(u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+            }
+        }
+    }
+    planes
+}
+
+/// One coded plane as the encoder reads it.
+struct CodedPlane<'a> {
+    bytes: &'a [u8],
+    table: [rans::RcpSymbol; 256],
+}
+
+/// Encodes block `b` into `scratch` (resized as needed): returns the final state of each lane
+/// and the range of `scratch` holding each lane's words, in decoding order.
+fn encode_block(
+    coded: &[CodedPlane],
+    n: usize,
+    block: usize,
+    b: usize,
+    scratch: &mut Vec<u16>,
+) -> ([u32; LANES], [std::ops::Range<usize>; LANES]) {
+    let start = b * block;
+    let values = block.min(n - start);
+    let steps = values.div_ceil(LANES);
+    // Lane l writes its words backwards (they are produced in reverse) into its own region
+    // [l * region, (l + 1) * region): one word per symbol plus one spare slot (`encode_step`).
+    let region = steps * coded.len() + 1;
+    if scratch.len() < LANES * region {
+        // Zeroed by the allocator: pages of the regions' unused bottoms are never touched.
+        *scratch = vec![0; LANES * region];
+    }
+    let mut states = [RANS_L; LANES];
+    let mut ranges: [std::ops::Range<usize>; LANES] = Default::default();
+    for g in 0..LANES / GROUP {
+        let lane0 = g * GROUP;
+        let (x, pos) = match coded {
+            [a] => encode_group([a], start, values, lane0, region, scratch),
+            [a, b] => encode_group([a, b], start, values, lane0, region, scratch),
+            [a, b, c] => encode_group([a, b, c], start, values, lane0, region, scratch),
+            [a, b, c, d] => encode_group([a, b, c, d], start, values, lane0, region, scratch),
+            _ => unreachable!("1 to 4 coded planes"),
+        };
+        for k in 0..GROUP {
+            let l = lane0 + k;
+            states[l] = x[k];
+            ranges[l] = pos[k]..(l + 1) * region;
+        }
+    }
+    (states, ranges)
+}
+
+/// Lanes encoded together by one [`encode_group`]: their states and positions stay in
+/// registers, and their independent steps overlap their multiply latencies.
+const GROUP: usize = 4;
+
+/// Encodes lanes `lane0..lane0 + GROUP` of the block of `values` values at `start`, with the `C`
+/// coded planes: returns their final states and word positions (see [`encode_block`]).
+#[inline(always)]
+fn encode_group<const C: usize>(
+    coded: [&CodedPlane; C],
+    start: usize,
+    values: usize,
+    lane0: usize,
+    region: usize,
+    words: &mut [u16],
+) -> ([u32; GROUP], [usize; GROUP]) {
+    let mut x = [RANS_L; GROUP];
+    // Lane l's words go below (l + 1) * region.
+    let mut pos: [usize; GROUP] = std::array::from_fn(|k| (lane0 + k + 1) * region);
+    // Value j of every lane, last value first; within a value, planes last first. The last
+    // value may be missing from some lanes.
+    let last_step = values.div_ceil(LANES) - 1;
+    let base = start + last_step * LANES + lane0;
+    let here = (start + values).saturating_sub(base).min(GROUP);
+    for plane in coded.iter().rev() {
+        for k in 0..here {
+            let sym = plane.table[plane.bytes[base + k] as usize];
+            encode_step(&mut x[k], &mut pos[k], words, sym);
+        }
+    }
+    for j in (0..last_step).rev() {
+        let base = start + j * LANES + lane0;
+        for plane in coded.iter().rev() {
+            let bytes: &[u8; GROUP] = plane.bytes[base..][..GROUP].try_into().unwrap();
+            for k in 0..GROUP {
+                let sym = plane.table[bytes[k] as usize];
+                encode_step(&mut x[k], &mut pos[k], words, sym);
+            }
+        }
+    }
+    (x, pos)
+}
+
+/// One encoder step of a lane whose words go backwards into `words` below `pos`: stores the
+/// candidate word below `pos` unconditionally and moves `pos` down only when it is emitted, so
+/// no branch depends on the data. Each lane's region keeps one spare slot below its words.
+#[inline(always)]
+fn encode_step(x: &mut u32, pos: &mut usize, words: &mut [u16], sym: rans::RcpSymbol) {
+    let (next, word, emit) = rans::rcp_encode(*x, sym);
+    words[*pos - 1] = word;
+    *pos -= emit as usize;
+    *x = next;
+}
+
+/// One encoded block: final lane states, lane lengths in words, the lanes' words concatenated.
+#[cfg(not(target_arch = "wasm32"))]
+struct EncodedBlock {
+    states: [u32; LANES],
+    lens: [usize; LANES],
+    words: Vec<u16>,
+}
+
+/// Appends the directory records and words of one block after another to a coded entry whose
+/// header, tables and (zeroed) directory are in place.
+struct EntryWriter {
+    entry: Vec<u8>,
+    directory_offset: usize,
+    /// Blocks appended so far.
+    blocks: usize,
+    /// Words appended so far.
+    words: usize,
+}
+
+impl EntryWriter {
+    /// Appends the next block: its final lane states and each lane's words.
+    fn append<'w>(
+        &mut self,
+        states: &[u32; LANES],
+        lanes: impl Iterator<Item = &'w [u16]>,
+    ) -> Result<()> {
+        for (l, (state, words)) in states.iter().zip(lanes).enumerate() {
+            let first = u32::try_from(self.words).map_err(|_| {
+                Error::invalid("tensor too large: more than 2^32 words in one entry")
+            })?;
+            let at = self.directory_offset + (self.blocks * LANES + l) * LANE_RECORD_LEN;
+            let record = &mut self.entry[at..][..LANE_RECORD_LEN];
+            record[..4].copy_from_slice(&state.to_le_bytes());
+            record[4..].copy_from_slice(&first.to_le_bytes());
+            if cfg!(target_endian = "little") {
+                self.entry.extend_from_slice(bytemuck::cast_slice(words));
+            } else {
+                self.entry
+                    .extend(words.iter().flat_map(|w| w.to_le_bytes()));
+            }
+            self.words += words.len();
+        }
+        self.blocks += 1;
+        Ok(())
+    }
+}
+
+/// Encodes every block and appends it to `writer`, in block order; blocks are encoded on the
+/// current rayon pool when it has more than one thread (same bytes).
+fn encode_blocks(
+    coded: &[CodedPlane],
+    n: usize,
+    block: usize,
+    writer: &mut EntryWriter,
+) -> Result<()> {
+    let block_count = n.div_ceil(block);
+    #[cfg(not(target_arch = "wasm32"))]
+    if block_count > 1 && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        let blocks: Vec<EncodedBlock> = (0..block_count)
+            .into_par_iter()
+            .map_init(Vec::new, |scratch, b| {
+                let (states, ranges) = encode_block(coded, n, block, b, scratch);
+                let lens = ranges.clone().map(|r| r.len());
+                let mut words = Vec::with_capacity(lens.iter().sum());
+                for r in ranges {
+                    words.extend_from_slice(&scratch[r]);
+                }
+                EncodedBlock {
+                    states,
+                    lens,
+                    words,
+                }
+            })
+            .collect();
+        for b in &blocks {
+            let mut rest = &b.words[..];
+            let lanes = b.lens.iter().map(|&len| {
+                let (lane, tail) = rest.split_at(len);
+                rest = tail;
+                lane
+            });
+            writer.append(&b.states, lanes)?;
+        }
+        return Ok(());
+    }
+    let mut scratch = Vec::new();
+    for b in 0..block_count {
+        let (states, ranges) = encode_block(coded, n, block, b, &mut scratch);
+        writer.append(&states, ranges.into_iter().map(|r| &scratch[r]))?;
+    }
+    Ok(())
+}
+
 fn write_entry(
     layout: PlaneLayout,
     planes: &[Vec<u8>],
@@ -171,10 +388,15 @@ fn write_entry(
 ) -> Result<Vec<u8>> {
     let n = planes[0].len();
     let block = block_size as usize;
-    let coded: Vec<(&[u8], [rans::EncSymbol; 256])> = planes
+    let coded: Vec<CodedPlane> = planes
         .iter()
         .zip(tables)
-        .filter_map(|(p, t)| t.as_ref().map(|t| (p.as_slice(), rans::encode_table(t))))
+        .filter_map(|(p, t)| {
+            t.as_ref().map(|t| CodedPlane {
+                bytes: p,
+                table: rans::rcp_table(t),
+            })
+        })
         .collect();
     let coded_mask = tables
         .iter()
@@ -187,61 +409,46 @@ fn write_entry(
         t.serialize(&mut table_bytes);
     }
 
-    // Encode lane by lane; all lanes of a block step together (value j of every lane, last first).
-    let mut directory = Vec::with_capacity(n.div_ceil(block) * LANES * LANE_RECORD_LEN);
-    let mut words: Vec<u16> = Vec::with_capacity(n * coded.len() / 2);
-    let mut lane_words: Vec<Vec<u16>> = vec![Vec::new(); LANES];
-    for start in (0..n).step_by(block) {
-        let values = block.min(n - start);
-        let mut states = [RANS_L; LANES];
-        for w in &mut lane_words {
-            w.clear();
-        }
-        let steps = values.div_ceil(LANES);
-        for j in (0..steps).rev() {
-            let base = start + j * LANES;
-            let lanes_here = LANES.min(start + values - base);
-            for l in 0..lanes_here {
-                let i = base + l;
-                for (plane, enc) in coded.iter().rev() {
-                    rans::encode_symbol(&mut states[l], &mut lane_words[l], enc[plane[i] as usize]);
-                }
-            }
-        }
-        for (state, lw) in states.iter().zip(&lane_words) {
-            let first = u32::try_from(words.len()).map_err(|_| {
-                Error::invalid("tensor too large: more than 2^32 words in one entry")
-            })?;
-            directory.extend_from_slice(&state.to_le_bytes());
-            directory.extend_from_slice(&first.to_le_bytes());
-            words.extend(lw.iter().rev());
+    // Everything before the words depends only on the tables and the block count: lay it out,
+    // then append the words block after block, then the raw planes. The capacity bounds the
+    // words by one per symbol; pages never written are never touched.
+    let directory_offset = align_up(ENTRY_HEADER_LEN + table_bytes.len());
+    let words_offset = directory_offset + n.div_ceil(block) * LANES * LANE_RECORD_LEN;
+    let raw_count = planes.len() - coded.len();
+    let capacity = align_up(words_offset + 2 * n * coded.len()) + raw_count * align_up(n);
+    let mut entry = Vec::with_capacity(capacity);
+    entry.resize(words_offset, 0);
+    entry[ENTRY_HEADER_LEN..][..table_bytes.len()].copy_from_slice(&table_bytes);
+    let mut writer = EntryWriter {
+        entry,
+        directory_offset,
+        blocks: 0,
+        words: 0,
+    };
+    encode_blocks(&coded, n, block, &mut writer)?;
+    let EntryWriter {
+        mut entry, words, ..
+    } = writer;
+    entry.resize(align_up(entry.len()), 0);
+    for (plane, table) in planes.iter().zip(tables) {
+        if table.is_none() {
+            entry.extend_from_slice(plane);
+            entry.resize(align_up(entry.len()), 0);
         }
     }
-
     let header = EntryHeader {
         layout,
         coded_mask,
         value_count: n as u64,
         block_size,
         tables_len: table_bytes.len() as u32,
-        words_count: words.len() as u64,
+        words_count: words as u64,
     };
-    let geometry = header.geometry()?;
-    let mut entry = vec![0u8; geometry.entry_len];
     header.write(&mut entry[..ENTRY_HEADER_LEN]);
-    entry[geometry.tables_offset..][..table_bytes.len()].copy_from_slice(&table_bytes);
-    entry[geometry.directory_offset..][..directory.len()].copy_from_slice(&directory);
-    for (dst, w) in entry[geometry.words_offset..]
-        .chunks_exact_mut(2)
-        .zip(&words)
-    {
-        dst.copy_from_slice(&w.to_le_bytes());
-    }
-    for (p, off) in geometry.raw_offsets.iter().enumerate() {
-        if let Some(off) = off {
-            entry[*off..][..n].copy_from_slice(&planes[p]);
-        }
-    }
+    let geometry = header.geometry()?;
+    assert_eq!(geometry.words_offset, words_offset, "entry layout");
+    assert_eq!(geometry.entry_len, entry.len(), "entry layout");
+    entry.shrink_to_fit();
     Ok(entry)
 }
 

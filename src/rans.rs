@@ -320,7 +320,7 @@ pub fn encode_table(table: &FreqTable) -> [EncSymbol; 256] {
 }
 
 /// Encodes one symbol into `state`, pushing at most one 16-bit word onto `words` first.
-/// Symbols are encoded in reverse order; the words come out reversed too (see [`Lane`]).
+/// Symbols are encoded in reverse order; the words come out reversed too (see [`crate::codec`]).
 #[inline]
 pub fn encode_symbol(state: &mut u32, words: &mut Vec<u16>, sym: EncSymbol) {
     debug_assert!(sym.freq > 0, "symbol with zero frequency");
@@ -338,10 +338,12 @@ pub fn encode_symbol(state: &mut u32, words: &mut Vec<u16>, sym: EncSymbol) {
 pub(crate) struct RcpSymbol {
     /// `ceil(2^44 / freq)` (0 for symbols that do not occur).
     rcp: u64,
-    /// `freq[s]`.
-    freq: u32,
     /// `cum[s]`.
     start: u32,
+    /// `freq[s]`.
+    freq: u16,
+    /// `PROB_SCALE - freq[s]` (below 2^12 for symbols that occur).
+    cmpl_freq: u16,
 }
 
 /// [`RcpSymbol`]s of a [`FreqTable`].
@@ -355,8 +357,9 @@ pub(crate) fn rcp_table(table: &FreqTable) -> [RcpSymbol; 256] {
             } else {
                 (1u64 << 44).div_ceil(freq as u64)
             },
-            freq,
             start: cum[s],
+            freq: freq as u16,
+            cmpl_freq: (PROB_SCALE - freq) as u16,
         }
     })
 }
@@ -374,11 +377,11 @@ pub(crate) fn rcp_encode(state: u32, sym: RcpSymbol) -> (u32, u16, bool) {
     debug_assert!(sym.freq > 0, "symbol with zero frequency");
     // state >= x_max = 2^20 * freq (compare the top 12 bits: x_max is a multiple of 2^20).
     const _: () = assert!((RANS_L >> PROB_BITS) << 16 == 1 << 20);
-    let emit = state >> 20 >= sym.freq;
+    let emit = state >> 20 >= sym.freq as u32;
     let x = if emit { state >> 16 } else { state };
     let q = ((x as u64 * sym.rcp) >> 44) as u32;
     // (q << PROB_BITS) + (x - q * freq) + start, rearranged.
-    let x = x + sym.start + q * (PROB_SCALE - sym.freq);
+    let x = x + sym.start + q * sym.cmpl_freq as u32;
     (x, state as u16, emit)
 }
 
@@ -389,4 +392,74 @@ pub fn decode_step(state: u32, slot: PackedSlot) -> (u8, u32) {
     let freq = ((slot >> 8) & (PROB_SCALE - 1)) + 1;
     let bias = slot >> (8 + PROB_BITS);
     (slot as u8, freq * (state >> PROB_BITS) + bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// The division-free step of the encoder matches `encode_symbol` exactly.
+        #[test]
+        fn rcp_encode_matches_encode_symbol(
+            state in RANS_L..=u32::MAX,
+            freq in 1u32..=PROB_SCALE,
+            start_frac in 0.0f64..1.0,
+        ) {
+            let start = ((PROB_SCALE - freq) as f64 * start_frac) as u32;
+            let mut freqs = [0u32; 256];
+            freqs[0] = start;
+            freqs[1] = freq;
+            freqs[2] = PROB_SCALE - freq - start;
+            let table = FreqTable::from_freqs(freqs).unwrap();
+            let (mut expected, mut words) = (state, Vec::new());
+            encode_symbol(&mut expected, &mut words, encode_table(&table)[1]);
+            let (got, word, emit) = rcp_encode(state, rcp_table(&table)[1]);
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(emit, !words.is_empty());
+            if emit {
+                prop_assert_eq!(word, words[0]);
+            }
+        }
+    }
+
+    /// Edge states of every frequency: the largest state below the renormalization bound (the
+    /// largest quotient) and the smallest states.
+    #[test]
+    fn rcp_encode_matches_encode_symbol_at_the_edges() {
+        for freq in 1..=PROB_SCALE {
+            let mut freqs = [0u32; 256];
+            freqs[0] = PROB_SCALE - freq;
+            freqs[1] = freq;
+            let table = FreqTable::from_freqs(freqs).unwrap();
+            let (enc, rcp) = (encode_table(&table)[1], rcp_table(&table)[1]);
+            let x_max = ((1u64 << 20) * freq as u64).min(1 << 32);
+            let mut edges = vec![
+                RANS_L,
+                RANS_L + 1,
+                (x_max - 1) as u32,
+                u32::MAX - 1,
+                u32::MAX,
+            ];
+            if x_max < 1 << 32 {
+                edges.push(x_max as u32);
+            }
+            for state in edges {
+                let (mut expected, mut words) = (state, Vec::new());
+                encode_symbol(&mut expected, &mut words, enc);
+                let (got, word, emit) = rcp_encode(state, rcp);
+                assert_eq!(
+                    (got, emit),
+                    (expected, !words.is_empty()),
+                    "freq {freq} state {state}"
+                );
+                if emit {
+                    assert_eq!(word, words[0]);
+                }
+            }
+        }
+    }
 }
