@@ -2,7 +2,7 @@
 //!
 //! Memory stays bounded by a small multiple of the largest tensor: inputs are memory-mapped and
 //! processed tensor by tensor, and the output header is reserved up front (see
-//! [`archive::reserve_header_len`]) and written last. Outputs are written to a temporary file in
+//! [`crate::archive::reserve_header_len`]) and written last. Outputs are written to a temporary file in
 //! the target folder and renamed into place only when complete, so a failure never leaves a
 //! partial output.
 

@@ -61,6 +61,7 @@ mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod files;
 pub mod gpu;
+pub mod infer;
 pub mod params;
 pub mod planes;
 pub mod rans;

@@ -23,11 +23,16 @@ pub const RANS_L: u32 = 1 << 16;
 
 /// Default number of values per block (see docs/FORMAT.md, "Block size"): large blocks keep the
 /// per-lane directory (8 bytes per lane) small; smaller blocks give a GPU more parallel lanes.
-pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 19;
+pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
 
 /// Largest block size the format allows. It bounds the symbols one lane decodes (and so the
 /// work a hostile directory entry can ask for) to `MAX_BLOCK_SIZE / LANES` values.
 pub const MAX_BLOCK_SIZE: u32 = 1 << 22;
+
+/// Invocations per workgroup of every GPU kernel. Not part of the format: a host/shader contract
+/// kept here so the shaders and the dispatch arithmetic cannot disagree. WebGPU's default limit is
+/// 256 invocations per workgroup.
+pub const GPU_WORKGROUP_SIZE: u32 = 64;
 
 /// Every section of a compressed entry, and every entry in the file, starts at a multiple of this
 /// many bytes from the start of the file.
@@ -38,6 +43,9 @@ const _: () = assert!(8 + 2 * PROB_BITS <= 32);
 const _: () = assert!(LANES % 2 == 0 && LANES <= 64);
 const _: () = assert!(DEFAULT_BLOCK_SIZE % 2 == 0 && DEFAULT_BLOCK_SIZE <= MAX_BLOCK_SIZE);
 const _: () = assert!(RANS_L % PROB_SCALE == 0);
+const _: () = assert!(RANS_L == 1 << u16::BITS);
+const _: () = assert!(GPU_WORKGROUP_SIZE.is_power_of_two() && GPU_WORKGROUP_SIZE <= 256);
+const _: () = assert!(GPU_WORKGROUP_SIZE as usize / LANES * LANES == GPU_WORKGROUP_SIZE as usize);
 
 /// The format constants as WGSL `const` declarations, prepended to every shader.
 pub fn wgsl_constants() -> String {
@@ -47,8 +55,13 @@ pub fn wgsl_constants() -> String {
          const PROB_BITS: u32 = {PROB_BITS}u;\n\
          const PROB_MASK: u32 = {mask}u;\n\
          const RANS_L: u32 = {RANS_L}u;\n\
-         const MAX_BLOCK_SIZE: u32 = {MAX_BLOCK_SIZE}u;\n",
-        mask = PROB_SCALE - 1
+         const MAX_BLOCK_SIZE: u32 = {MAX_BLOCK_SIZE}u;\n\
+         const WORD_BITS: u32 = {word_bits}u;\n\
+         const SYMBOL_BITS: u32 = {symbol_bits}u;\n\
+         const WORKGROUP_SIZE: u32 = {GPU_WORKGROUP_SIZE}u;\n",
+        mask = PROB_SCALE - 1,
+        word_bits = u16::BITS,
+        symbol_bits = u8::BITS,
     )
 }
 
@@ -56,3 +69,18 @@ pub fn wgsl_constants() -> String {
 pub const fn align_up(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
+
+/// Most activation vectors one workgroup of the fused decode+matvec kernels multiplies at once
+/// (`src/infer/`, `shaders/matvec_*.wgsl`); more tokens are tiled over the dispatch's z axis.
+pub const MATVEC_MAX_BATCH: u32 = 8;
+
+/// Rows of a block whose per-lane partial sums the matvec kernels keep in workgroup memory before
+/// reducing them: `MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH * LANES` f32 (8 KiB), within WebGPU's
+/// default 16 KiB.
+pub const MATVEC_CHUNK_ROWS: u32 = 8;
+
+/// Most tokens the GPU attention kernel (`shaders/bert_ops.wgsl`) handles: its scores row lives
+/// in workgroup memory (2 KiB).
+pub const ATTENTION_MAX_TOKENS: u32 = 512;
+
+const _: () = assert!(MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH * LANES as u32 * 4 <= 16 * 1024);

@@ -1,0 +1,282 @@
+//! How a coded entry becomes GPU jobs: split on block boundaries so that each job's input and
+//! output fit one storage binding, and pack each job's input as the kernels read it.
+//!
+//! A job's input buffer (all offsets in u32 words, every section 4-byte aligned):
+//!
+//! ```text
+//! decode tables   PROB_SCALE u32 per coded plane, in plane order
+//! directory       (state, first word) per lane of the job's blocks, then a sentinel record
+//!                 whose first word is the end of the job's last lane
+//! words           the job's 16-bit words, two per u32, from an even word (`word_origin`) on
+//!                 (at least one u32, zero when the job has no words)
+//! raw planes      the job's bytes of each raw plane, four per u32
+//! ```
+
+use crate::codec::{CodedEntry, LANE_RECORD_LEN};
+use crate::params::{LANES, PROB_SCALE};
+use crate::{Error, Result};
+
+/// Parameters of one job; mirrors `struct Job` in shaders/decode_common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct JobParams {
+    pub first_group: u32,
+    pub value_count: u32,
+    pub block_count: u32,
+    pub block_size: u32,
+    pub dir_base: u32,
+    pub word_base: u32,
+    pub word_origin: u32,
+    pub out_base: u32,
+    pub flag_index: u32,
+    pub pad: [u32; 3],
+    pub plane_base: [u32; 4],
+}
+
+/// A run of whole blocks of one entry, decoded by one dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub first_block: usize,
+    pub block_count: usize,
+    pub first_value: usize,
+    pub value_count: usize,
+    /// First stored word: the job's first word rounded down to even.
+    pub word_origin: usize,
+    /// One past the job's last word.
+    pub word_end: usize,
+}
+
+/// Bytes of `n` rounded up to whole u32 words.
+fn align4(n: u64) -> u64 {
+    n.div_ceil(4) * 4
+}
+
+/// Bytes the decoded values of an entry take in a GPU buffer: the value bytes rounded up to a
+/// whole u32 (a 16-bit tensor with an odd value count ends with a half-zero word).
+pub fn output_len(entry: &CodedEntry) -> u64 {
+    align4(entry.value_count() as u64 * entry.header.layout.value_bytes() as u64)
+}
+
+impl Piece {
+    /// Byte offset of the piece's output within the entry's output.
+    pub fn output_offset(&self, entry: &CodedEntry) -> u64 {
+        (self.first_value * entry.header.layout.value_bytes()) as u64
+    }
+
+    /// Bytes of the piece's output (u32-aligned).
+    pub fn output_len(&self, entry: &CodedEntry) -> u64 {
+        align4((self.value_count * entry.header.layout.value_bytes()) as u64)
+    }
+
+    fn tables_len(entry: &CodedEntry) -> u64 {
+        (entry.header.coded_count() * PROB_SCALE as usize * 4) as u64
+    }
+
+    fn directory_len(&self) -> u64 {
+        ((self.block_count * LANES + 1) * LANE_RECORD_LEN) as u64
+    }
+
+    /// At least one u32, so that a kernel's clamped word read stays inside the section even
+    /// when the job has no words.
+    fn words_len(&self) -> u64 {
+        align4(2 * (self.word_end - self.word_origin) as u64).max(4)
+    }
+
+    fn raw_planes(entry: &CodedEntry) -> usize {
+        entry.header.layout.plane_count() - entry.header.coded_count()
+    }
+
+    /// Bytes of the packed input.
+    pub fn input_len(&self, entry: &CodedEntry) -> u64 {
+        Self::tables_len(entry)
+            + self.directory_len()
+            + self.words_len()
+            + Self::raw_planes(entry) as u64 * align4(self.value_count as u64)
+    }
+}
+
+/// The pieces of `entry`: consecutive, covering every block, each with an input of at most
+/// `max_input` bytes and an output of at most `max_output` bytes.
+pub(crate) fn split(entry: &CodedEntry, max_input: u64, max_output: u64) -> Result<Vec<Piece>> {
+    let n = entry.value_count();
+    let block = entry.header.block_size as usize;
+    let blocks = entry.geometry.block_count;
+    let piece = |first_block: usize, end_block: usize| {
+        let first_value = first_block * block;
+        Piece {
+            first_block,
+            block_count: end_block - first_block,
+            first_value,
+            value_count: (end_block * block).min(n) - first_value,
+            word_origin: entry.lane(first_block, 0).first_word & !1,
+            word_end: entry.lane(end_block - 1, LANES - 1).end_word,
+        }
+    };
+    let fits = |p: &Piece| p.input_len(entry) <= max_input && p.output_len(entry) <= max_output;
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < blocks {
+        // Grow the piece block by block; the sizes only grow with it.
+        let mut end = start + 1;
+        if !fits(&piece(start, end)) {
+            return Err(Error::Gpu(format!(
+                "one block of {block} values needs {} input bytes and {} output bytes, more than \
+                 the storage binding limit allows ({max_input} / {max_output} bytes); encode with \
+                 a smaller block size",
+                piece(start, end).input_len(entry),
+                piece(start, end).output_len(entry)
+            )));
+        }
+        while end < blocks && fits(&piece(start, end + 1)) {
+            end += 1;
+        }
+        pieces.push(piece(start, end));
+        start = end;
+    }
+    if let Some(last) = pieces.last() {
+        if u32::try_from(last.word_end).is_err() {
+            return Err(Error::invalid(
+                "coded entry has more than 2^32 words, beyond what the GPU decoder addresses",
+            ));
+        }
+    }
+    Ok(pieces)
+}
+
+/// Writes the input of `piece` through `write(byte offset, bytes)` (offsets from the start of the
+/// job's `input_len` bytes, which must be zeroed) and returns the job's parameters, with indices
+/// into `input` counted from u32 `base`. `first_group`, `out_base` and `flag_index` are left 0
+/// for the caller. `tables` are the entry's decode tables.
+pub(crate) fn pack(
+    entry: &CodedEntry,
+    tables: &[Vec<u32>],
+    piece: &Piece,
+    base: u32,
+    mut write: impl FnMut(u64, &[u8]),
+) -> JobParams {
+    let mut params = JobParams {
+        value_count: piece.value_count as u32,
+        block_count: piece.block_count as u32,
+        block_size: entry.header.block_size,
+        word_origin: piece.word_origin as u32,
+        ..JobParams::default()
+    };
+    let mut at = 0u64;
+    let mut section = |bytes: &[u8], at: &mut u64| -> u32 {
+        let start = *at;
+        write(start, bytes);
+        *at += align4(bytes.len() as u64);
+        base + (start / 4) as u32
+    };
+
+    let mut table = tables.iter();
+    for p in 0..entry.header.layout.plane_count() {
+        if entry.raw_plane(p).is_none() {
+            let t = table.next().expect("one table per coded plane");
+            params.plane_base[p] = section(bytemuck::cast_slice(t), &mut at);
+        }
+    }
+
+    let records = &entry.directory_bytes()[piece.first_block * LANES * LANE_RECORD_LEN..]
+        [..piece.block_count * LANES * LANE_RECORD_LEN];
+    params.dir_base = section(records, &mut at);
+    let mut sentinel = [0u8; LANE_RECORD_LEN];
+    sentinel[4..].copy_from_slice(&(piece.word_end as u32).to_le_bytes());
+    section(&sentinel, &mut at);
+
+    let words = &entry.word_bytes()[2 * piece.word_origin..2 * piece.word_end];
+    params.word_base = section(words, &mut at);
+    if words.is_empty() {
+        at += 4;
+    }
+
+    for p in 0..entry.header.layout.plane_count() {
+        if let Some(raw) = entry.raw_plane(p) {
+            let bytes = &raw[piece.first_value..][..piece.value_count];
+            params.plane_base[p] = section(bytes, &mut at);
+        }
+    }
+    debug_assert_eq!(at, piece.input_len(entry));
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode, EncodeOptions};
+    use crate::planes::PlaneLayout;
+
+    /// BF16 values with a skewed exponent and mantissa: both planes coded.
+    fn sample_entry(values: usize, block_size: u32) -> Vec<u8> {
+        let data: Vec<u8> = (0..values)
+            .flat_map(|i| {
+                let v = 0x3f80u16 + ((i * 2654435761) % 97) as u16;
+                v.to_le_bytes()
+            })
+            .collect();
+        let opts = EncodeOptions {
+            block_size,
+            fast: false,
+        };
+        let entry = encode(PlaneLayout::Float16, &data, &opts).unwrap().0;
+        entry.expect("sample compresses")
+    }
+
+    fn tables_len(entry: &CodedEntry) -> u64 {
+        Piece::tables_len(entry)
+    }
+
+    #[test]
+    fn pieces_cover_every_block_within_limits() {
+        let bytes = sample_entry(100_001, 1024);
+        let entry = CodedEntry::parse(&bytes, PlaneLayout::Float16, 100_001).unwrap();
+        let whole = split(&entry, u64::MAX, u64::MAX).unwrap();
+        assert_eq!(whole.len(), 1);
+        let limit = tables_len(&entry) + (whole[0].input_len(&entry) - tables_len(&entry)) / 5;
+        let pieces = split(&entry, limit, limit).unwrap();
+        assert!(pieces.len() >= 5, "{} pieces", pieces.len());
+        let mut next_block = 0;
+        for p in &pieces {
+            assert_eq!(p.first_block, next_block);
+            assert!(p.input_len(&entry) <= limit && p.output_len(&entry) <= limit);
+            next_block += p.block_count;
+        }
+        assert_eq!(next_block, entry.geometry.block_count);
+        let values: usize = pieces.iter().map(|p| p.value_count).sum();
+        assert_eq!(values, 100_001);
+    }
+
+    #[test]
+    fn a_block_larger_than_the_limit_is_an_error() {
+        let bytes = sample_entry(40_000, 4096);
+        let entry = CodedEntry::parse(&bytes, PlaneLayout::Float16, 40_000).unwrap();
+        let limit = tables_len(&entry) + 1024;
+        assert!(matches!(split(&entry, limit, limit), Err(Error::Gpu(_))));
+    }
+
+    #[test]
+    fn packed_sections_land_where_the_params_say() {
+        let bytes = sample_entry(10_000, 1024);
+        let entry = CodedEntry::parse(&bytes, PlaneLayout::Float16, 10_000).unwrap();
+        let tables = entry.decode_tables();
+        let limit = tables_len(&entry) + 8 * 1024;
+        let pieces = split(&entry, limit, limit).unwrap();
+        let p = pieces[1];
+        let mut buf = vec![0u8; p.input_len(&entry) as usize];
+        let params = pack(&entry, &tables, &p, 0, |at, b| {
+            buf[at as usize..][..b.len()].copy_from_slice(b)
+        });
+        let word = |i: usize| u32::from_le_bytes(buf[4 * i..][..4].try_into().unwrap());
+        assert_eq!(word(params.plane_base[1] as usize + 7), tables[1][7]);
+        let lane = entry.lane(p.first_block, 3);
+        let rec = params.dir_base as usize + 2 * 3;
+        assert_eq!(word(rec), lane.state);
+        assert_eq!(word(rec + 1) as usize, lane.first_word);
+        let sentinel = params.dir_base as usize + 2 * p.block_count * LANES;
+        assert_eq!(word(sentinel + 1) as usize, p.word_end);
+        let rel = lane.first_word - p.word_origin;
+        let w = (word(params.word_base as usize + rel / 2) >> (16 * (rel % 2))) & 0xffff;
+        let expected = &entry.word_bytes()[2 * lane.first_word..][..2];
+        assert_eq!(w, u16::from_le_bytes([expected[0], expected[1]]) as u32);
+    }
+}

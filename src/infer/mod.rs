@@ -1,0 +1,19 @@
+//! Running models from compressed weights on the GPU: fused decode+matvec kernels and a BERT
+//! sentence encoder (all-MiniLM-L6-v2) with a CPU reference.
+//!
+//! - [`matvec`]: `y = W x` for a 16-bit weight matrix held either uncompressed
+//!   ([`matvec::GpuMatrix::plain`]) or as its coded entry, decoded on the fly inside the kernel
+//!   ([`matvec::GpuMatrix::fused`]; files compressed with `--rows-per-block`). Both kernels add
+//!   the same products in the same order, so their outputs are bit-identical.
+//! - [`tokenizer`]: BERT WordPiece tokenization from a `tokenizer.json`.
+//! - [`bert`]: the encoder on the CPU (f32 reference) and on the GPU ([`bert::GpuBert`]) with
+//!   weights held plain, decoded once on the GPU, or fused.
+//! - [`shaders`]: the WGSL modules, assembled as they are compiled.
+
+pub mod bert;
+pub mod checkpoint;
+pub mod matvec;
+pub mod shaders;
+pub mod tokenizer;
+mod unicode_tables;
+mod wait;
