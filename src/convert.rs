@@ -183,3 +183,24 @@ pub fn verify(
     }
     Ok(None)
 }
+
+/// The GPU decoder as a [`TensorDecoder`]: checksums are checked on the host, before upload and
+/// after read-back; raw tensors need no GPU.
+#[cfg(not(target_arch = "wasm32"))]
+impl TensorDecoder for crate::gpu::GpuDecoder {
+    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
+        archive::check_stored(t, stored)?;
+        let out = match t.encoding {
+            archive::Encoding::Raw => stored[..t.bytes as usize].to_vec(),
+            archive::Encoding::Rans => {
+                let entry = archive::coded_entry(t, stored)?;
+                let mut out = self
+                    .decode_to_host_blocking(&[&entry])
+                    .map_err(|e| e.in_tensor(&t.name))?;
+                out.pop().expect("one entry in, one out")
+            }
+        };
+        archive::check_decoded(t, &out)?;
+        Ok(out)
+    }
+}

@@ -87,6 +87,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Device::Cpu)]
         device: Device,
     },
+    /// List GPU adapters: backend, name, type, subgroup sizes, limits.
+    Devices {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode the built-in conformance vectors (every dtype and edge case) on the GPU and compare
+    /// with the CPU reference decoder, per adapter and kernel path.
+    Selftest {
+        /// Every adapter of every backend, not just the default one.
+        #[arg(long)]
+        all_adapters: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure ratio and speed on a .safetensors file (in memory; nothing is written).
     Bench {
         /// A .safetensors file.
@@ -289,6 +305,8 @@ fn run(args: Args) -> Result<()> {
                 );
             }
         }
+        Command::Devices { json } => cli::gpu::devices(json)?,
+        Command::Selftest { all_adapters, json } => cli::gpu::selftest(all_adapters, json)?,
         Command::Bench {
             input,
             json,

@@ -96,8 +96,7 @@ pub(crate) fn no_adapter(detail: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// Opens the default adapter of `backends` and a device with the features the decoder can use
-/// (subgroups, timestamp queries) and the adapter's own limits.
+/// Opens the default adapter of `backends` and a device on it (see [`open_device`]).
 pub(crate) async fn open(
     backends: Option<wgpu::Backends>,
 ) -> Result<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
@@ -108,8 +107,15 @@ pub(crate) async fn open(
         })
         .await
         .map_err(no_adapter)?;
+    let (device, queue) = open_device(&adapter).await?;
+    Ok((adapter, device, queue))
+}
+
+/// Opens a device on `adapter` with the features the decoder can use (subgroups, timestamp
+/// queries) and the adapter's own limits.
+pub(crate) async fn open_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
     let wanted = wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
-    let (device, queue) = adapter
+    adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("exprans"),
             required_features: adapter.features() & wanted,
@@ -122,6 +128,10 @@ pub(crate) async fn open(
                 "cannot open a device on {}: {e}",
                 adapter.get_info().name
             ))
-        })?;
-    Ok((adapter, device, queue))
+        })
+}
+
+/// Every adapter of `backends` (for checking each of them, as `exprans selftest` does).
+pub async fn all_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    instance(Some(backends)).enumerate_adapters(backends).await
 }

@@ -104,6 +104,17 @@ impl GpuDecoder {
         Self::open(Some(backends), options).await
     }
 
+    /// Opens a device of its own on `adapter` (one of [`super::all_adapters`]).
+    pub async fn for_adapter(
+        adapter: &wgpu::Adapter,
+        options: DecoderOptions,
+    ) -> Result<GpuDecoder> {
+        let (device, queue) = adapter::open_device(adapter).await?;
+        let mut decoder = Self::from_device(&device, &queue, options).await?;
+        decoder.adapter = Some(AdapterSummary::of(adapter));
+        Ok(decoder)
+    }
+
     /// Blocking [`GpuDecoder::new_default`].
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_default_blocking(options: DecoderOptions) -> Result<GpuDecoder> {

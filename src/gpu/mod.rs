@@ -40,6 +40,6 @@ mod sync;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use adapter::list_adapters_blocking;
-pub use adapter::{list_adapters, AdapterSummary};
+pub use adapter::{all_adapters, list_adapters, AdapterSummary};
 pub use decoder::{output_len, DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
 pub use shaders::{wgsl_modules, WgslModule};

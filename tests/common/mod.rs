@@ -252,3 +252,13 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// False (with a notice) when the GPU tests are deliberately skipped with
+/// `EXPRANS_SKIP_GPU_TESTS=1`. Otherwise GPU tests run and fail when no adapter exists.
+pub fn gpu_tests_enabled() -> bool {
+    if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: EXPRANS_SKIP_GPU_TESTS=1");
+        return false;
+    }
+    true
+}
