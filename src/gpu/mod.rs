@@ -36,7 +36,7 @@ pub mod bench;
 mod decoder;
 mod plan;
 mod shaders;
-mod sync;
+pub(crate) mod sync;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use adapter::list_adapters_blocking;

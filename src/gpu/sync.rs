@@ -69,6 +69,17 @@ pub(crate) async fn map_read(device: &wgpu::Device, buffers: &[&wgpu::Buffer]) -
     Ok(())
 }
 
+/// Maps `buffer` (`MAP_READ`, its copies submitted) and returns its bytes.
+pub(crate) async fn read(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+    map_read(device, &[buffer]).await?;
+    let bytes = buffer
+        .get_mapped_range(..)
+        .map_err(|e| Error::Gpu(format!("reading results back failed: {e}")))?
+        .to_vec();
+    buffer.unmap();
+    Ok(bytes)
+}
+
 /// Blocks until the device has finished its submitted work (a no-op in a browser).
 pub(crate) fn wait(device: &wgpu::Device) -> Result<()> {
     device

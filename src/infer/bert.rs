@@ -26,7 +26,7 @@ use super::matvec::{
     self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
 };
 use super::shaders::Module;
-use super::wait;
+use crate::gpu::sync as wait;
 use crate::codec::CodedEntry;
 use crate::gpu::{output_len, GpuDecoder, OutputTarget};
 use crate::params::ATTENTION_MAX_TOKENS;

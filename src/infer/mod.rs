@@ -16,4 +16,3 @@ pub mod matvec;
 pub mod shaders;
 pub mod tokenizer;
 mod unicode_tables;
-mod wait;
