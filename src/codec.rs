@@ -164,6 +164,40 @@ pub fn encode(
 }
 
 /// [`PlaneLayout::split`], written to vectorize.
+/// Encodes with exactly the planes of `coded_mask` coded (bit `p` = plane `p`), whether or not that
+/// pays: for tests and tools that need a particular plane choice. `block_size` as in
+/// [`EncodeOptions`]. Fails on an empty tensor or a mask that is zero or names a missing plane.
+pub fn encode_with_mask(
+    layout: PlaneLayout,
+    data: &[u8],
+    block_size: u32,
+    coded_mask: u8,
+) -> Result<Vec<u8>> {
+    EncodeOptions {
+        block_size,
+        fast: false,
+    }
+    .validate()?;
+    if data.is_empty() || data.len() % layout.value_bytes() != 0 {
+        return Err(Error::invalid("need a non-empty whole number of values"));
+    }
+    if coded_mask == 0 || coded_mask >> layout.plane_count() != 0 {
+        return Err(Error::invalid(format!(
+            "invalid plane mask {coded_mask:#b}"
+        )));
+    }
+    let planes = split_planes(layout, data);
+    let tables: Vec<Option<FreqTable>> = planes
+        .iter()
+        .enumerate()
+        .map(|(p, plane)| {
+            (coded_mask & (1 << p) != 0)
+                .then(|| FreqTable::from_counts(&histogram(plane)).expect("non-empty plane"))
+        })
+        .collect();
+    write_entry(layout, &planes, &tables, block_size)
+}
+
 fn split_planes(layout: PlaneLayout, data: &[u8]) -> Vec<Vec<u8>> {
     let n = data.len() / layout.value_bytes();
     let mut planes = vec![vec![0u8; n]; layout.plane_count()];

@@ -9,16 +9,12 @@
 use std::sync::OnceLock;
 
 use exprans::archive::BlockLayout;
-use exprans::codec::{
-    self, CodedEntry, EncodeOptions, EntryHeader, Geometry, ENTRY_MAGIC, ENTRY_VERSION,
-};
+use exprans::codec::{self, CodedEntry, EncodeOptions, Geometry};
 use exprans::gpu::{DecoderOptions, GpuDecoder};
 use exprans::infer::matvec::{Dtype16, GpuMatrix, MatrixKernels};
 use exprans::infer::shaders::wgsl_modules;
-use exprans::params::{LANES, RANS_L};
 use exprans::planes::PlaneLayout;
-use exprans::rans::{encode_symbol, encode_table, FreqTable};
-use exprans::{cpu, Error};
+use exprans::Error;
 
 // ---------------------------------------------------------------------------------------------
 // Shader validation (no GPU needed)
@@ -154,72 +150,7 @@ fn from_bytes(dtype: Dtype16, bytes: &[u8]) -> Vec<f32> {
 /// A coded entry of `data` with exactly the planes of `mask` coded, even where coding does not
 /// pay (which `codec::encode` would refuse), following docs/FORMAT.md section 4.
 fn forced_entry(data: &[u8], block_size: u32, mask: u8) -> Vec<u8> {
-    let layout = PlaneLayout::Float16;
-    let n = data.len() / 2;
-    let planes = layout.split(data);
-    let coded: Vec<usize> = (0..2).filter(|p| mask & (1 << p) != 0).collect();
-    let (mut tables, mut enc) = (Vec::new(), Vec::new());
-    for &p in &coded {
-        let mut counts = [0u64; 256];
-        planes[p].iter().for_each(|&b| counts[b as usize] += 1);
-        let table = FreqTable::from_counts(&counts).expect("n > 0");
-        table.serialize(&mut tables);
-        enc.push(encode_table(&table));
-    }
-    let block = block_size as usize;
-    let (mut directory, mut words) = (Vec::new(), Vec::<u16>::new());
-    for start in (0..n).step_by(block) {
-        let values = block.min(n - start);
-        for l in 0..LANES {
-            let (mut state, mut lane_words) = (RANS_L, Vec::new());
-            let mine: Vec<usize> = (start + l..start + values).step_by(LANES).collect();
-            for &i in mine.iter().rev() {
-                for (k, &p) in coded.iter().enumerate().rev() {
-                    encode_symbol(&mut state, &mut lane_words, enc[k][planes[p][i] as usize]);
-                }
-            }
-            directory.extend_from_slice(&state.to_le_bytes());
-            directory.extend_from_slice(&(words.len() as u32).to_le_bytes());
-            words.extend(lane_words.iter().rev());
-        }
-    }
-    let header = EntryHeader {
-        layout,
-        coded_mask: mask,
-        value_count: n as u64,
-        block_size,
-        tables_len: tables.len() as u32,
-        words_count: words.len() as u64,
-    };
-    let g = header.geometry().unwrap();
-    let mut entry = vec![0u8; g.entry_len];
-    entry[0..4].copy_from_slice(&ENTRY_MAGIC);
-    entry[4] = ENTRY_VERSION;
-    entry[5] = layout as u8;
-    entry[6] = mask;
-    entry[8..16].copy_from_slice(&(n as u64).to_le_bytes());
-    entry[16..20].copy_from_slice(&block_size.to_le_bytes());
-    entry[20..24].copy_from_slice(&(tables.len() as u32).to_le_bytes());
-    entry[24..32].copy_from_slice(&(words.len() as u64).to_le_bytes());
-    entry[g.tables_offset..][..tables.len()].copy_from_slice(&tables);
-    entry[g.directory_offset..][..directory.len()].copy_from_slice(&directory);
-    for (i, w) in words.iter().enumerate() {
-        entry[g.words_offset + 2 * i..][..2].copy_from_slice(&w.to_le_bytes());
-    }
-    for (p, off) in g.raw_offsets.iter().enumerate() {
-        if let Some(off) = off {
-            entry[*off..][..n].copy_from_slice(&planes[p]);
-        }
-    }
-    // The oracle must agree that this entry holds `data`.
-    let mut out = vec![0u8; data.len()];
-    cpu::decode_reference(
-        &CodedEntry::parse(&entry, layout, n as u64).unwrap(),
-        &mut out,
-    )
-    .unwrap();
-    assert_eq!(out, data);
-    entry
+    exprans::codec::encode_with_mask(PlaneLayout::Float16, data, block_size, mask).unwrap()
 }
 
 /// Block size of `rows_per_block` rows of `cols` (doubled when odd), as the compressor picks it.

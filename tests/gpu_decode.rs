@@ -6,11 +6,10 @@
 
 use std::sync::OnceLock;
 
-use exprans::codec::{encode, CodedEntry, EncodeOptions, EntryHeader, ENTRY_MAGIC, ENTRY_VERSION};
+use exprans::codec::{encode, CodedEntry, EncodeOptions, EntryHeader};
 use exprans::gpu::{DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
-use exprans::params::{LANES, RANS_L};
+use exprans::params::LANES;
 use exprans::planes::{join16, join32, PlaneLayout};
-use exprans::rans::{encode_symbol, encode_table, FreqTable};
 use exprans::{cpu, Error};
 
 // ---------------------------------------------------------------------------------------------
@@ -191,67 +190,7 @@ fn encoded(layout: PlaneLayout, data: &[u8], block_size: u32, fast: bool) -> Vec
 /// (one value, uniformly random bytes), which `codec::encode` never writes but a decoder must
 /// accept. Follows docs/FORMAT.md; `cpu::decode_reference` checks the result.
 fn forced_entry(layout: PlaneLayout, data: &[u8], block_size: u32, mask: u8) -> Vec<u8> {
-    let n = data.len() / layout.value_bytes();
-    let planes = layout.split(data);
-    let coded: Vec<usize> = (0..planes.len()).filter(|p| mask & (1 << p) != 0).collect();
-    let mut tables = Vec::new();
-    let mut enc = Vec::new();
-    for &p in &coded {
-        let mut counts = [0u64; 256];
-        for &b in &planes[p] {
-            counts[b as usize] += 1;
-        }
-        let table = FreqTable::from_counts(&counts).expect("n > 0");
-        table.serialize(&mut tables);
-        enc.push(encode_table(&table));
-    }
-    let block = block_size as usize;
-    let mut directory = Vec::new();
-    let mut words: Vec<u16> = Vec::new();
-    for start in (0..n).step_by(block) {
-        let values = block.min(n - start);
-        for l in 0..LANES {
-            let (mut state, mut lane_words) = (RANS_L, Vec::new());
-            let mine: Vec<usize> = (start + l..start + values).step_by(LANES).collect();
-            for &i in mine.iter().rev() {
-                for (k, &p) in coded.iter().enumerate().rev() {
-                    encode_symbol(&mut state, &mut lane_words, enc[k][planes[p][i] as usize]);
-                }
-            }
-            directory.extend_from_slice(&state.to_le_bytes());
-            directory.extend_from_slice(&(words.len() as u32).to_le_bytes());
-            words.extend(lane_words.iter().rev());
-        }
-    }
-    let header = EntryHeader {
-        layout,
-        coded_mask: mask,
-        value_count: n as u64,
-        block_size,
-        tables_len: tables.len() as u32,
-        words_count: words.len() as u64,
-    };
-    let g = header.geometry().unwrap();
-    let mut entry = vec![0u8; g.entry_len];
-    entry[0..4].copy_from_slice(&ENTRY_MAGIC);
-    entry[4] = ENTRY_VERSION;
-    entry[5] = layout as u8;
-    entry[6] = mask;
-    entry[8..16].copy_from_slice(&(n as u64).to_le_bytes());
-    entry[16..20].copy_from_slice(&block_size.to_le_bytes());
-    entry[20..24].copy_from_slice(&(tables.len() as u32).to_le_bytes());
-    entry[24..32].copy_from_slice(&(words.len() as u64).to_le_bytes());
-    entry[g.tables_offset..][..tables.len()].copy_from_slice(&tables);
-    entry[g.directory_offset..][..directory.len()].copy_from_slice(&directory);
-    for (i, w) in words.iter().enumerate() {
-        entry[g.words_offset + 2 * i..][..2].copy_from_slice(&w.to_le_bytes());
-    }
-    for (p, off) in g.raw_offsets.iter().enumerate() {
-        if let Some(off) = off {
-            entry[*off..][..n].copy_from_slice(&planes[p]);
-        }
-    }
-    entry
+    exprans::codec::encode_with_mask(layout, data, block_size, mask).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
