@@ -32,23 +32,8 @@ const OP_RESIDUAL: u32 = 1u;
 var<workgroup> red: array<f32, WORKGROUP_SIZE>;
 var<workgroup> scores: array<f32, ATTENTION_MAX_TOKENS>;
 
-// 16-bit value bits -> f32, exactly (integer arithmetic: no float16 capability, no flushing).
 fn half_f32(bits: u32) -> f32 {
-    if (op.dtype == DTYPE_F16) {
-        let sign = (bits & 0x8000u) << 16u;
-        let exponent = (bits >> 10u) & 0x1fu;
-        let mantissa = bits & 0x3ffu;
-        if (exponent == 0x1fu) {
-            return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
-        }
-        if (exponent != 0u) {
-            return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-        }
-        // Zero or subnormal: mantissa * 2^-24, exact in f32.
-        let v = f32(mantissa) * 5.9604644775390625e-8;
-        return select(v, -v, sign != 0u);
-    }
-    return bitcast<f32>(bits << 16u);
+    return half_to_f32(bits, op.dtype);
 }
 
 fn gamma_f32(i: u32) -> f32 {

@@ -213,3 +213,20 @@ fn shader_files_define_no_constants_of_their_own() {
         }
     }
 }
+
+#[test]
+fn inference_modules_validate_and_translate_to_every_backend_language() {
+    for m in exprans::infer::shaders::wgsl_modules() {
+        let module = WgslModule {
+            name: m.name,
+            source: m.source,
+            files: Vec::new(),
+            entry_points: m.entry_points,
+            uses_subgroups: false,
+            coded_masks: Vec::new(),
+        };
+        for (name, naga_module, info) in specializations(&module) {
+            translate(&module, &name, &naga_module, &info);
+        }
+    }
+}

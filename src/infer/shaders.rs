@@ -6,6 +6,7 @@
 
 use crate::params::{wgsl_constants, ATTENTION_MAX_TOKENS, MATVEC_CHUNK_ROWS, MATVEC_MAX_BATCH};
 
+const HALF: &str = include_str!("../../shaders/half.wgsl");
 const MATVEC_COMMON: &str = include_str!("../../shaders/matvec_common.wgsl");
 const MATVEC_PLAIN: &str = include_str!("../../shaders/matvec_plain.wgsl");
 const MATVEC_FUSED: &str = include_str!("../../shaders/matvec_fused.wgsl");
@@ -66,17 +67,17 @@ impl Module {
         let (name, files, entry_points): (_, &[&str], &'static [&'static str]) = match self {
             Module::MatvecPlain => (
                 "exprans matvec (plain)",
-                &[MATVEC_COMMON, MATVEC_PLAIN],
+                &[HALF, MATVEC_COMMON, MATVEC_PLAIN],
                 &["matvec", "gather_rows"],
             ),
             Module::MatvecFused => (
                 "exprans matvec (fused)",
-                &[MATVEC_COMMON, MATVEC_FUSED],
+                &[HALF, MATVEC_COMMON, MATVEC_FUSED],
                 &["matvec", "gather_rows"],
             ),
             Module::BertOps => (
                 "exprans bert ops",
-                &[BERT_OPS],
+                &[HALF, BERT_OPS],
                 &["layer_norm", "attention", "mean_pool"],
             ),
         };
