@@ -17,12 +17,69 @@ use crate::{Error, Result};
 pub trait TensorDecoder: Send {
     /// Decodes one tensor.
     fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>>;
+
+    /// Decodes several tensors, in order; implementations may work on them together (the CPU
+    /// decoder in parallel, the GPU decoder in one submission).
+    fn decode_batch(&mut self, items: &[(&TensorIndex, &[u8])]) -> Result<Vec<Vec<u8>>> {
+        items
+            .iter()
+            .map(|(t, stored)| self.decode(t, stored))
+            .collect()
+    }
 }
 
 impl TensorDecoder for CpuDecoder {
     fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
         archive::decode_tensor(t, stored, *self)
     }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn decode_batch(&mut self, items: &[(&TensorIndex, &[u8])]) -> Result<Vec<Vec<u8>>> {
+        use rayon::prelude::*;
+        let decoder = *self;
+        items
+            .par_iter()
+            .map(|(t, stored)| archive::decode_tensor(t, stored, decoder))
+            .collect()
+    }
+}
+
+/// Work is done in batches of consecutive tensors of at most this many original bytes (or one
+/// larger tensor): tensors of a batch are compressed or decoded together, so memory stays
+/// bounded by this plus twice the largest tensor.
+pub const BATCH_BYTES: u64 = 64 << 20;
+
+/// Splits `sizes` into ranges of consecutive items of at most [`BATCH_BYTES`] in all (a larger
+/// item alone).
+fn batches(sizes: impl IntoIterator<Item = u64>) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes, mut n) = (0, 0u64, 0);
+    for size in sizes {
+        if n > start && bytes + size > BATCH_BYTES {
+            out.push(start..n);
+            (start, bytes) = (n, 0);
+        }
+        bytes += size;
+        n += 1;
+    }
+    if n > start {
+        out.push(start..n);
+    }
+    out
+}
+
+/// `f` over `items`, in parallel on native targets.
+fn map_items<T: Sync, U: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<U> + Sync + Send,
+) -> Result<Vec<U>> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        items.par_iter().map(f).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    items.iter().map(f).collect()
 }
 
 /// Called with the number of original bytes just processed.
@@ -62,14 +119,23 @@ pub fn compress_into<W: Write + Seek>(
     out.seek(SeekFrom::Start(8 + reserved as u64))?;
     let mut index = Vec::with_capacity(header.tensors.len());
     let mut lens = Vec::with_capacity(header.tensors.len());
-    for (name, entry) in &header.tensors {
-        let (begin, end) = entry.data_offsets;
-        let bytes = &input[data_start + begin as usize..data_start + end as usize];
-        let stored = archive::compress_tensor(name, entry, bytes, opts, blocks)?;
-        out.write_all(&stored.stored)?;
-        lens.push(stored.stored.len() as u64);
-        index.push(stored.index);
-        progress(bytes.len() as u64);
+    let tensors = &header.tensors;
+    for batch in batches(
+        tensors
+            .iter()
+            .map(|(_, e)| e.data_offsets.1 - e.data_offsets.0),
+    ) {
+        let stored = map_items(&tensors[batch], |(name, entry)| {
+            let (begin, end) = entry.data_offsets;
+            let bytes = &input[data_start + begin as usize..data_start + end as usize];
+            archive::compress_tensor(name, entry, bytes, opts, blocks)
+        })?;
+        for s in stored {
+            out.write_all(&s.stored)?;
+            lens.push(s.stored.len() as u64);
+            progress(s.index.bytes);
+            index.push(s.index);
+        }
     }
     let json = archive::pad_header(archive::render_header(&source, &index, &lens), reserved)?;
     out.seek(SeekFrom::Start(0))?;
@@ -100,9 +166,16 @@ pub fn decompress_into<W: Write>(
     progress: ProgressFn,
 ) -> Result<()> {
     out.write_all(&archive.source_header_bytes())?;
-    for t in &archive.tensors {
-        out.write_all(&decoder.decode(&t.index, stored_bytes(file, t))?)?;
-        progress(t.index.bytes);
+    let tensors = &archive.tensors;
+    for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
+        let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
+            .iter()
+            .map(|t| (&t.index, stored_bytes(file, t)))
+            .collect();
+        for (decoded, (t, _)) in decoder.decode_batch(&items)?.into_iter().zip(&items) {
+            out.write_all(&decoded)?;
+            progress(t.bytes);
+        }
     }
     out.flush()?;
     Ok(())
@@ -171,15 +244,21 @@ pub fn verify(
         }
         pos = head.len();
     }
-    for t in &archive.tensors {
-        let decoded = decoder.decode(&t.index, stored_bytes(file, t))?;
-        if let Some(orig) = original {
-            if orig[pos..][..decoded.len()] != decoded[..] {
-                return Ok(Some(Mismatch::Tensor(t.index.name.clone())));
+    let tensors = &archive.tensors;
+    for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
+        let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
+            .iter()
+            .map(|t| (&t.index, stored_bytes(file, t)))
+            .collect();
+        for (decoded, (t, _)) in decoder.decode_batch(&items)?.into_iter().zip(&items) {
+            if let Some(orig) = original {
+                if orig[pos..][..decoded.len()] != decoded[..] {
+                    return Ok(Some(Mismatch::Tensor(t.name.clone())));
+                }
+                pos += decoded.len();
             }
-            pos += decoded.len();
+            progress(t.bytes);
         }
-        progress(t.index.bytes);
     }
     Ok(None)
 }
@@ -202,5 +281,29 @@ impl TensorDecoder for crate::gpu::GpuDecoder {
         };
         archive::check_decoded(t, &out)?;
         Ok(out)
+    }
+
+    /// Every coded tensor of the batch in one GPU submission.
+    fn decode_batch(&mut self, items: &[(&TensorIndex, &[u8])]) -> Result<Vec<Vec<u8>>> {
+        let mut coded = Vec::new();
+        for (t, stored) in items {
+            archive::check_stored(t, stored)?;
+            if t.encoding == archive::Encoding::Rans {
+                coded.push(archive::coded_entry(t, stored)?);
+            }
+        }
+        let entries: Vec<&crate::codec::CodedEntry> = coded.iter().collect();
+        let mut decoded = self.decode_to_host_blocking(&entries)?.into_iter();
+        items
+            .iter()
+            .map(|(t, stored)| {
+                let out = match t.encoding {
+                    archive::Encoding::Raw => stored[..t.bytes as usize].to_vec(),
+                    archive::Encoding::Rans => decoded.next().expect("one output per coded entry"),
+                };
+                archive::check_decoded(t, &out)?;
+                Ok(out)
+            })
+            .collect()
     }
 }

@@ -1,7 +1,7 @@
 //! The GPU side of the CLI: choosing the decoder for `--device`, `devices`, `selftest`, and the
 //! GPU part of `bench`.
 
-use exprans::archive::{self, StoredTensor};
+use exprans::archive::{self, Archive};
 use exprans::codec::CodedEntry;
 use exprans::files::TensorDecoder;
 use exprans::gpu::{self, AdapterSummary, DecoderOptions, GpuDecoder, KernelPath};
@@ -190,13 +190,19 @@ pub fn selftest(all_adapters: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// GPU decode benchmark of these compressed tensors (every coded one, in one batch).
-pub fn bench(stored: &[StoredTensor], repeat: usize) -> Result<serde_json::Value> {
+/// GPU decode benchmark of the coded tensors of an exprans file, all in one batch.
+pub fn bench(packed: &[u8], archive: &Archive, repeat: usize) -> Result<serde_json::Value> {
     let decoder = GpuDecoder::new_default_blocking(DecoderOptions::default())?;
-    let entries: Vec<CodedEntry> = stored
+    let entries: Vec<CodedEntry> = archive
+        .tensors
         .iter()
-        .filter(|s| s.index.encoding == archive::Encoding::Rans)
-        .map(|s| archive::coded_entry(&s.index, &s.stored))
+        .filter(|t| t.index.encoding == archive::Encoding::Rans)
+        .map(|t| {
+            archive::coded_entry(
+                &t.index,
+                &packed[t.stored.start as usize..t.stored.end as usize],
+            )
+        })
         .collect::<Result<_>>()?;
     let refs: Vec<&CodedEntry> = entries.iter().collect();
     let report = gpu::bench::bench_blocking(&decoder, &refs, repeat as u32)?;
