@@ -116,6 +116,9 @@ enum Command {
         /// Repetitions per measurement (the best is kept).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Values per rANS block, as for `compress`.
+        #[arg(long, default_value_t = exprans::params::DEFAULT_BLOCK_SIZE)]
+        block_size: u32,
     },
 }
 
@@ -312,9 +315,15 @@ fn run(args: Args) -> Result<()> {
             json,
             device,
             repeat,
+            block_size,
         } => {
             require_input(&input)?;
-            cli::bench::run(&input, json, device, repeat.max(1))?;
+            let opts = EncodeOptions {
+                block_size,
+                fast: false,
+            };
+            opts.validate()?;
+            cli::bench::run(&input, json, device, repeat.max(1), opts)?;
         }
     }
     Ok(())

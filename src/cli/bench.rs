@@ -61,7 +61,13 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 /// Runs the benchmark and prints it.
-pub fn run(path: &Path, json: bool, device: Device, repeat: usize) -> Result<()> {
+pub fn run(
+    path: &Path,
+    json: bool,
+    device: Device,
+    repeat: usize,
+    default_opts: EncodeOptions,
+) -> Result<()> {
     let map = files::map_file(path)?;
     // Work on a private copy so page faults of the map do not count.
     let data = map.to_vec();
@@ -85,10 +91,9 @@ pub fn run(path: &Path, json: bool, device: Device, repeat: usize) -> Result<()>
         });
     };
 
-    let default_opts = EncodeOptions::default();
     let fast_opts = EncodeOptions {
         fast: true,
-        ..EncodeOptions::default()
+        ..default_opts
     };
     let compress = |opts: &EncodeOptions| -> Result<Vec<u8>> {
         let mut out = Cursor::new(Vec::with_capacity(data.len()));
@@ -144,11 +149,10 @@ pub fn run(path: &Path, json: bool, device: Device, repeat: usize) -> Result<()>
 
     let gpu = match device {
         Device::Cpu => None,
-        Device::Gpu | Device::Auto => Some(super::gpu::bench(
-            &packed_default,
-            &archive_default,
-            repeat,
-        )?),
+        Device::Gpu | Device::Auto => Some(serde_json::json!({
+            "default": super::gpu::bench(&packed_default, &archive_default, repeat)?,
+            "fast": super::gpu::bench(&packed_fast, &archive_fast, repeat)?,
+        })),
     };
     let original = data.len() as f64;
     let report = Report {
@@ -185,10 +189,37 @@ pub fn run(path: &Path, json: bool, device: Device, repeat: usize) -> Result<()>
         );
     }
     if let Some(g) = &report.gpu {
+        let a = &g["default"]["adapter"];
         println!(
-            "gpu: {}",
-            serde_json::to_string_pretty(g).expect("serializable")
+            "GPU: {} ({}, {}), {} kernel, {}",
+            a["name"].as_str().unwrap_or("?"),
+            a["backend"].as_str().unwrap_or("?"),
+            a["device_type"].as_str().unwrap_or("?"),
+            g["default"]["path"].as_str().unwrap_or("?").to_lowercase(),
+            if g["default"]["gpu_timed"] == true {
+                "timestamp queries"
+            } else {
+                "wall clock"
+            }
         );
+        for mode in ["default", "fast"] {
+            let m = &g[mode];
+            let rate = |k: &str| m[k].as_f64().unwrap_or(0.0) / 1e6;
+            println!(
+                "GPU decode, {mode:<7} file: {:>8.1} MB/s = {:.3}x the u32 copy shader ({:.1} MB/s), {:.3}x the vec4 copy shader ({:.1} MB/s)",
+                rate("decode"),
+                m["decode_vs_copy_u32"].as_f64().unwrap_or(0.0),
+                rate("copy_u32"),
+                m["decode_vs_copy_vec4"].as_f64().unwrap_or(0.0),
+                rate("copy_vec4"),
+            );
+            println!(
+                "    whole path: upload compressed + decode {:.1} MB/s, + read back {:.1} MB/s; upload uncompressed {:.1} MB/s",
+                rate("upload_and_decode"),
+                rate("upload_decode_read_back"),
+                rate("upload_uncompressed"),
+            );
+        }
     }
     Ok(())
 }
