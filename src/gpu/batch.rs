@@ -76,6 +76,26 @@ pub(crate) struct Batch {
     host: Vec<HostOutput>,
     /// Byte length of each item's values.
     item_lens: Vec<usize>,
+    /// Per-call input and job buffers, destroyed with the batch.
+    inputs: Vec<wgpu::Buffer>,
+}
+
+impl Drop for Batch {
+    /// Frees the batch's own buffers at once: in a browser, dropping a buffer frees GPU memory
+    /// only when JavaScript collects the garbage. (Work already submitted still completes.)
+    fn drop(&mut self) {
+        for buffer in self
+            .inputs
+            .iter()
+            .chain([&self.flags, &self.flags_readback])
+        {
+            buffer.destroy();
+        }
+        for h in &self.host {
+            h.output.destroy();
+            h.readback.destroy();
+        }
+    }
 }
 
 const JOB_LEN: u64 = std::mem::size_of::<JobParams>() as u64;
@@ -185,6 +205,7 @@ impl GpuDecoder {
             flags,
             flags_readback,
             host: Vec::new(),
+            inputs: Vec::new(),
             item_lens: items
                 .iter()
                 .map(|(e, _)| e.value_count() * e.header.layout.value_bytes())
@@ -256,6 +277,7 @@ impl GpuDecoder {
         drop((input_view, jobs_view));
         input.unmap();
         jobs.unmap();
+        batch.inputs.extend([input.clone(), jobs.clone()]);
         if plan.target.is_none() {
             let readback = self.buffer("exprans readback", output.size(), READBACK, false);
             batch.host.push(HostOutput {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds exprans for the browser into web/pkg (wasm-bindgen --target web output: exprans_web.js,
+# exprans_web_bg.wasm, TypeScript declarations).
+#
+#   web/build.sh           the wasm module only
+#   web/build.sh --data    also the demo's data in target/web-test: the bundled sample compressed by
+#                          the CLI, the conformance file (every dtype and edge case) and the native
+#                          checksums and decode speeds of both (examples/web_fixtures.rs)
+#
+# Needs rustup and cargo; adds the wasm32 target and installs wasm-bindgen-cli at exactly the
+# wasm-bindgen version of Cargo.lock when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+# The CLI must match the wasm-bindgen crate the module was built with, to the patch version.
+WB_VERSION=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+[ -n "$WB_VERSION" ] || { echo "build.sh: no wasm-bindgen in Cargo.lock" >&2; exit 1; }
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION" ]; then
+  echo "== cargo install wasm-bindgen-cli $WB_VERSION"
+  # --locked uses the CLI's own lock file; a registry mirror that lacks one of those exact
+  # versions makes it fail, and then the newest compatible dependencies are used instead.
+  cargo install wasm-bindgen-cli --version "=$WB_VERSION" --locked \
+    || cargo install wasm-bindgen-cli --version "=$WB_VERSION"
+fi
+
+echo "== wasm32 build (web/ crate, release)"
+cargo build --release --target wasm32-unknown-unknown -p exprans-web
+wasm-bindgen --target web --out-dir web/pkg \
+  "$TARGET_DIR/wasm32-unknown-unknown/release/exprans_web.wasm"
+echo "web/pkg: $(du -k web/pkg/exprans_web_bg.wasm | cut -f1) KiB of wasm"
+
+if [ "${1:-}" = "--data" ]; then
+  DATA="$TARGET_DIR/web-test"
+  echo "== test and demo data in $DATA"
+  mkdir -p "$DATA"
+  # A private runtime dir silences a harmless libwayland warning from wgpu's GL backend.
+  if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    XDG_RUNTIME_DIR=$(mktemp -d)
+    chmod 700 "$XDG_RUNTIME_DIR"
+    export XDG_RUNTIME_DIR
+  fi
+  cargo build --release --bin exprans --example web_fixtures
+  # The sample as the CLI compresses it by default (blocks of 2^20 values: one block, so 32 rANS
+  # lanes, per tensor of this sample), and with blocks of 16384 values (GPU parallelism).
+  SAMPLE=samples/minilm-slice.bf16.safetensors
+  "$TARGET_DIR/release/exprans" -q compress "$SAMPLE" --force \
+    -o "$DATA/minilm-slice.bf16.exprans.safetensors"
+  "$TARGET_DIR/release/exprans" -q compress "$SAMPLE" --force --block-size 16384 \
+    -o "$DATA/minilm-slice.bf16.b16k.exprans.safetensors"
+  "$TARGET_DIR/release/examples/web_fixtures" "$DATA" "$SAMPLE" \
+    "$DATA/minilm-slice.bf16.exprans.safetensors" "$DATA/minilm-slice.bf16.b16k.exprans.safetensors"
+fi

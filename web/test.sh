@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The browser test, from a fresh Debian machine: installs Chromium (Debian package `chromium`) and
+# playwright-core (npm) when missing, builds the wasm module and the test data (web/build.sh
+# --data), then loads the demo page in headless Chromium on WebGPU (SwiftShader) from a static
+# server on 127.0.0.1 and checks that every tensor decodes to exactly the bytes of the original
+# (web/test/browser-test.mjs). Prints the browser's decode throughput beside the native decoder's
+# on the same files in the same run. Fails, and never skips, when Chromium cannot be started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+export DEBIAN_FRONTEND=noninteractive
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: missing $*; install with: sudo apt-get install -y $*" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq "$@" >/dev/null
+}
+
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  echo "== apt-get install chromium"
+  apt_install chromium
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== apt-get install nodejs npm"
+  apt_install nodejs npm
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "test.sh: playwright-core needs Node.js 20 or later, this is $(node --version)" >&2
+  exit 1
+fi
+
+web/build.sh --data
+
+echo "== unit tests of the web crate (native)"
+cargo test --release -q -p exprans-web
+
+echo "== npm ci (playwright-core)"
+(cd web && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== browser test"
+node web/test/browser-test.mjs --data "$TARGET_DIR/web-test"

@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+// End-to-end browser test: headless Chromium (WebGPU on SwiftShader) driven by playwright-core
+// loads the demo page from a static server on 127.0.0.1 and runs test/checks.js in it against the
+// files and native checksums that examples/web_fixtures.rs wrote; then it drives the demo page's
+// own UI, and checks the message a browser without WebGPU gets. Any failure, including a
+// Chromium that cannot be started, exits with status 1: nothing is skipped.
+//
+//   node web/test/browser-test.mjs --data DIR [--chromium PATH]
+//
+// DIR holds expected.json and the compressed files (web/test.sh makes it). The Chromium binary is
+// --chromium, else $CHROMIUM, else /usr/bin/chromium (Debian's package `chromium`).
+
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startServer } from "../serve.mjs";
+
+const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu"];
+const TIMEOUT_MS = 8 * 60 * 1000;
+
+function fail(message) {
+  console.error(`\nFAIL: ${message}`);
+  process.exit(1);
+}
+
+function option(name, fallback) {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+}
+
+const mbps = (x) => (x == null ? "–" : x.toFixed(0).padStart(6));
+
+function printThroughput(expected, result) {
+  const native = expected.native;
+  const adapter = native.adapter ?? {};
+  const timings = result.timings ?? [];
+  const browser = result.info?.browser ?? {};
+  console.log("\nDecode throughput on this machine, same files, same run, MB/s of decoded bytes.");
+  console.log("Per coded tensor, one submission each: stored checksum, parse, output buffer, upload,");
+  console.log("decode, wait for the GPU (second of two passes):");
+  const rows = [["file", "browser", ...native.gpu.map((g) => `native GPU ${g.kernelPath}`), "native CPU 1 thread"]];
+  for (const t of timings) {
+    const gpu = native.gpu.map((g) => g.files.find((f) => f.file === t.file)?.megabytesPerSecond);
+    const cpu = native.cpuFastOneThread.find((f) => f.file === t.file)?.megabytesPerSecond;
+    rows.push([t.file, mbps(t.megabytesPerSecond), ...gpu.map(mbps), mbps(cpu)]);
+  }
+  for (const r of rows) console.log(`  ${r[0].padEnd(44)} ${r.slice(1).map((c) => String(c).padStart(20)).join("")}`);
+  console.log(`  browser: Chromium WebGPU on ${browser.vendor ?? "?"} ${browser.architecture ?? "?"}, ` +
+    `kernel ${timings[0]?.kernelPath} (the browser offers subgroups: ${browser.subgroups}, sizes ` +
+    `${browser.subgroupSizes?.join("-")}; wgpu 30 does not pass the feature on)`);
+  console.log(`  native GPU: ${adapter.backend ?? "none"} ${adapter.name ?? ""}` +
+    `${native.gpuError ? ` (${native.gpuError})` : ""}`);
+  const copy = result.info?.copyU32MegabytesPerSecond;
+  const kernels = native.kernels ?? [];
+  if (kernels.length) {
+    console.log("Kernels alone (native: exprans::gpu::bench, one batch per file), MB/s:");
+    for (const k of kernels) {
+      const r = k.report;
+      console.log(`  ${k.file.padEnd(44)} decode ${mbps(r.decode / 1e6)}  copy u32 ${mbps(r.copy_u32 / 1e6)}` +
+        `  (${r.path}, ${(r.decode / r.copy_u32).toFixed(2)}x copy)`);
+    }
+  }
+  if (copy) console.log(`  browser copy u32 shader (16 MiB): ${mbps(copy)} MB/s`);
+}
+
+async function main() {
+  const data = option("--data");
+  if (!data) fail("usage: browser-test.mjs --data DIR [--chromium PATH]");
+  const expectedPath = path.join(data, "expected.json");
+  if (!fs.existsSync(expectedPath)) fail(`${expectedPath} is missing (web/test.sh writes it)`);
+  const expected = JSON.parse(fs.readFileSync(expectedPath, "utf8"));
+  if (!fs.existsSync(path.join(WEB_DIR, "pkg", "exprans_web.js"))) fail("web/pkg is missing: run web/build.sh");
+  const executablePath = option("--chromium", process.env.CHROMIUM || "/usr/bin/chromium");
+
+  const { server, url } = await startServer({
+    mounts: { "/": WEB_DIR, "/data/": data, "/no-ranges/": { dir: data, ranges: false } },
+  });
+  console.log(`server: ${url}`);
+  let browser;
+  try {
+    browser = await chromium.launch({ executablePath, headless: false, args: CHROMIUM_FLAGS, timeout: 60_000 });
+  } catch (e) {
+    server.close();
+    fail(`cannot start Chromium (${executablePath}): ${e.message.split("\n")[0]}\n` +
+      "Install it with: apt-get install -y chromium (or pass --chromium PATH / set CHROMIUM).");
+  }
+  console.log(`browser: Chromium ${browser.version()} ${CHROMIUM_FLAGS.join(" ")}`);
+
+  const failures = [];
+  try {
+    const page = await browser.newPage();
+    const pageErrors = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("console", (m) => {
+      // Expected: the 404 of checks.js's missing-URL case, and Chrome's messages about the
+      // subgroup kernel variants that checks.js compiles to record that Chrome rejects them.
+      if (m.type() === "error" && m.text().includes("404 (Not Found)")) return;
+      if (m.text().includes("exprans decode16 (subgroup)")) return;
+      if (m.type() === "error" || m.type() === "warning") console.log(`  [page ${m.type()}] ${m.text()}`);
+    });
+    // Every request for a compressed file with a Range header must get 206 Partial Content.
+    const ranged = [];
+    page.on("response", (r) => {
+      const range = r.request().headers()["range"];
+      if (r.url().includes("/data/") && range) ranged.push({ url: r.url(), range, status: r.status() });
+    });
+
+    await page.goto(`${url}/index.html`);
+    await page.waitForFunction(() => window.expransReady !== undefined, null, { timeout: 60_000 });
+    const ready = await page.evaluate(() => window.expransReady);
+    if (ready !== "ready") {
+      const message = await page.textContent("#no-webgpu");
+      throw new Error(`the demo page did not get a WebGPU device (${ready}): ${message}`);
+    }
+    console.log(`page: ${await page.textContent("#device")}`);
+
+    // 1. The checks of test/checks.js, in the page.
+    const result = await page.evaluate(
+      async (exp) => (await import("/test/checks.js")).runAll(exp),
+      expected,
+    );
+    for (const line of result.log ?? []) console.log(`  ${line}`);
+    for (const line of result.info?.wgsl ?? []) console.log(`  WGSL in Chrome: ${line}`);
+    failures.push(...result.failures);
+    const urlFiles = expected.files.length;
+    const perFile = expected.files.map((f) => f.tensors.filter((t) => t.bytes > 0).length);
+    const minRanged = urlFiles + perFile.reduce((a, b) => a + b, 0);
+    if (ranged.length < minRanged) {
+      failures.push(`only ${ranged.length} range requests were made, expected at least ${minRanged}`);
+    }
+    for (const r of ranged.filter((r) => r.status !== 206 && !r.url.includes("no-such-file"))) {
+      failures.push(`range request ${r.range} for ${r.url} got ${r.status}`);
+    }
+    console.log(`range requests: ${ranged.length}, all answered 206`);
+
+    // 2. The demo page's own UI: fetch the sample by URL, decode, all PASS.
+    const sample = expected.files[0];
+    await page.fill("#url", `data/${sample.file}`);
+    await page.click("#fetch");
+    await page.waitForSelector("#summary[data-state]", { timeout: 120_000 });
+    const state = await page.getAttribute("#summary", "data-state");
+    const summary = await page.textContent("#summary");
+    const rows = await page.locator("#tensors tbody tr").count();
+    const passRows = await page.locator("#tensors tbody td.pass").count();
+    console.log(`demo page: ${summary}`);
+    if (state !== "pass") failures.push(`demo page: ${summary}`);
+    if (rows !== sample.tensors.length || passRows !== rows) {
+      failures.push(`demo page: ${rows} rows, ${passRows} PASS, expected ${sample.tensors.length}`);
+    }
+    if (pageErrors.length) failures.push(`uncaught page errors: ${pageErrors.join("; ")}`);
+
+    // 3. A browser without WebGPU gets a clear message, not a broken page.
+    const context = await browser.newContext();
+    await context.addInitScript(() => {
+      Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined, configurable: true });
+    });
+    const bare = await context.newPage();
+    await bare.goto(`${url}/index.html`);
+    await bare.waitForFunction(() => window.expransReady !== undefined, null, { timeout: 60_000 });
+    const bareState = await bare.evaluate(() => window.expransReady);
+    const message = (await bare.textContent("#no-webgpu")) ?? "";
+    const visible = await bare.isVisible("#no-webgpu");
+    if (bareState !== "no-webgpu" || !visible || !/no WebGPU/.test(message)) {
+      failures.push(`without WebGPU the page says (${bareState}, visible ${visible}): '${message}'`);
+    }
+    await context.close();
+
+    printThroughput(expected, result);
+    fs.writeFileSync(
+      path.join(data, "browser-results.json"),
+      JSON.stringify({ info: result.info, timings: result.timings, native: expected.native }, null, 2),
+    );
+  } catch (e) {
+    failures.push(`test aborted: ${e.message}`);
+  } finally {
+    await browser.close().catch(() => {});
+    server.close();
+  }
+
+  if (failures.length) {
+    fail(`${failures.length} check(s) failed:\n  ${failures.join("\n  ")}`);
+  }
+  console.log("\nPASS: browser test");
+}
+
+const timer = setTimeout(() => fail(`timed out after ${TIMEOUT_MS / 1000} s`), TIMEOUT_MS);
+timer.unref();
+main().catch((e) => fail(e.stack ?? e.message));
