@@ -156,6 +156,29 @@ fn stored_bytes<'a>(file: &'a [u8], t: &archive::ArchiveTensor) -> &'a [u8] {
     &file[t.stored.start as usize..t.stored.end as usize]
 }
 
+/// Decodes every tensor of `file` in data order, in batches, handing each to `each` until it
+/// returns `false`.
+fn for_each_decoded(
+    file: &[u8],
+    archive: &Archive,
+    decoder: &mut dyn TensorDecoder,
+    mut each: impl FnMut(&TensorIndex, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let tensors = &archive.tensors;
+    for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
+        let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
+            .iter()
+            .map(|t| (&t.index, stored_bytes(file, t)))
+            .collect();
+        for (decoded, (t, _)) in decoder.decode_batch(&items)?.into_iter().zip(&items) {
+            if !each(t, &decoded)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes the original file of the exprans file `file` (whose parsed header is `archive`) to
 /// `out`, tensor by tensor.
 pub fn decompress_into<W: Write>(
@@ -166,17 +189,11 @@ pub fn decompress_into<W: Write>(
     progress: ProgressFn,
 ) -> Result<()> {
     out.write_all(&archive.source_header_bytes())?;
-    let tensors = &archive.tensors;
-    for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
-        let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
-            .iter()
-            .map(|t| (&t.index, stored_bytes(file, t)))
-            .collect();
-        for (decoded, (t, _)) in decoder.decode_batch(&items)?.into_iter().zip(&items) {
-            out.write_all(&decoded)?;
-            progress(t.bytes);
-        }
-    }
+    for_each_decoded(file, archive, decoder, |t, decoded| {
+        out.write_all(decoded)?;
+        progress(t.bytes);
+        Ok(true)
+    })?;
     out.flush()?;
     Ok(())
 }
@@ -244,23 +261,19 @@ pub fn verify(
         }
         pos = head.len();
     }
-    let tensors = &archive.tensors;
-    for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
-        let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
-            .iter()
-            .map(|t| (&t.index, stored_bytes(file, t)))
-            .collect();
-        for (decoded, (t, _)) in decoder.decode_batch(&items)?.into_iter().zip(&items) {
-            if let Some(orig) = original {
-                if orig[pos..][..decoded.len()] != decoded[..] {
-                    return Ok(Some(Mismatch::Tensor(t.name.clone())));
-                }
-                pos += decoded.len();
+    let mut mismatch = None;
+    for_each_decoded(file, archive, decoder, |t, decoded| {
+        if let Some(orig) = original {
+            if orig[pos..][..decoded.len()] != *decoded {
+                mismatch = Some(Mismatch::Tensor(t.name.clone()));
+                return Ok(false);
             }
-            progress(t.bytes);
+            pos += decoded.len();
         }
-    }
-    Ok(None)
+        progress(t.bytes);
+        Ok(true)
+    })?;
+    Ok(mismatch)
 }
 
 /// The GPU decoder as a [`TensorDecoder`]: checksums are checked on the host, before upload and

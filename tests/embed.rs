@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::quiet_wayland;
 use std::path::{Path, PathBuf};
 
 use exprans::gpu::{DecoderOptions, GpuDecoder};
@@ -157,16 +158,4 @@ fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
     // Fused and decoded need a compressed checkpoint.
     let err = GpuBert::load_blocking(&gpu, &config, &plain, WeightMode::Fused).unwrap_err();
     assert!(err.to_string().contains("compressed"), "{err}");
-}
-
-/// Silences libwayland's warning about a missing XDG_RUNTIME_DIR.
-fn quiet_wayland() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        let dir = std::env::temp_dir().join(format!("exprans-xdg-{}", std::process::id()));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-            std::env::set_var("XDG_RUNTIME_DIR", dir);
-        }
-    }
 }

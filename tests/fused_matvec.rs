@@ -6,6 +6,9 @@
 //! The GPU tests fail when no Vulkan adapter exists (install one with
 //! `apt-get install -y mesa-vulkan-drivers`), unless `EXPRANS_SKIP_GPU_TESTS=1`.
 
+mod common;
+
+use common::quiet_wayland;
 use std::sync::OnceLock;
 
 use exprans::archive::BlockLayout;
@@ -88,18 +91,6 @@ fn gpu() -> Option<&'static Gpu> {
         Some(Gpu { decoder, kernels })
     })
     .as_ref()
-}
-
-/// Silences libwayland's warning about a missing XDG_RUNTIME_DIR.
-fn quiet_wayland() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        let dir = std::env::temp_dir().join(format!("exprans-xdg-{}", std::process::id()));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-            std::env::set_var("XDG_RUNTIME_DIR", dir);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

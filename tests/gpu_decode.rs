@@ -4,6 +4,9 @@
 //! These tests fail when no Vulkan adapter exists (install one with
 //! `apt-get install -y mesa-vulkan-drivers`), unless `EXPRANS_SKIP_GPU_TESTS=1`.
 
+mod common;
+
+use common::quiet_wayland;
 use std::sync::OnceLock;
 
 use exprans::codec::{encode, CodedEntry, EncodeOptions, EntryHeader};
@@ -75,18 +78,6 @@ fn portable_on(decoder: &GpuDecoder, max_binding_size: Option<u64>) -> GpuDecode
         options,
     ))
     .expect("portable decoder on an existing device")
-}
-
-/// libwayland warns when XDG_RUNTIME_DIR is unset; give it a private directory.
-fn quiet_wayland() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        let dir = std::env::temp_dir().join(format!("exprans-xdg-{}", std::process::id()));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-            std::env::set_var("XDG_RUNTIME_DIR", dir);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

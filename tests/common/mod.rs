@@ -262,3 +262,15 @@ pub fn gpu_tests_enabled() -> bool {
     }
     true
 }
+
+/// Silences libwayland's warning about a missing XDG_RUNTIME_DIR (GPU tests on the GL backend).
+pub fn quiet_wayland() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("exprans-xdg-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            std::env::set_var("XDG_RUNTIME_DIR", dir);
+        }
+    }
+}
