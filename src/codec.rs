@@ -46,7 +46,10 @@ impl Default for EncodeOptions {
 impl EncodeOptions {
     /// Checks the options.
     pub fn validate(&self) -> Result<()> {
-        if self.block_size < 2 || self.block_size % 2 != 0 || self.block_size > MAX_BLOCK_SIZE {
+        if self.block_size < 2
+            || !self.block_size.is_multiple_of(2)
+            || self.block_size > MAX_BLOCK_SIZE
+        {
             return Err(Error::invalid(format!(
                 "block size {} must be even and in 2..={MAX_BLOCK_SIZE}",
                 self.block_size
@@ -112,7 +115,7 @@ pub fn encode(
     opts: &EncodeOptions,
 ) -> Result<(Option<Vec<u8>>, Vec<PlaneStats>)> {
     opts.validate()?;
-    if data.len() % layout.value_bytes() != 0 {
+    if !data.len().is_multiple_of(layout.value_bytes()) {
         return Err(Error::invalid(
             "byte length is not a multiple of the value size",
         ));
@@ -178,7 +181,7 @@ pub fn encode_with_mask(
         fast: false,
     }
     .validate()?;
-    if data.is_empty() || data.len() % layout.value_bytes() != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(layout.value_bytes()) {
         return Err(Error::invalid("need a non-empty whole number of values"));
     }
     if coded_mask == 0 || coded_mask >> layout.plane_count() != 0 {

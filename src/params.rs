@@ -40,9 +40,9 @@ pub const ALIGN: usize = 16;
 
 // Compile-time invariants the codec relies on.
 const _: () = assert!(8 + 2 * PROB_BITS <= 32);
-const _: () = assert!(LANES % 2 == 0 && LANES <= 64);
-const _: () = assert!(DEFAULT_BLOCK_SIZE % 2 == 0 && DEFAULT_BLOCK_SIZE <= MAX_BLOCK_SIZE);
-const _: () = assert!(RANS_L % PROB_SCALE == 0);
+const _: () = assert!(LANES.is_multiple_of(2) && LANES <= 64);
+const _: () = assert!(DEFAULT_BLOCK_SIZE.is_multiple_of(2) && DEFAULT_BLOCK_SIZE <= MAX_BLOCK_SIZE);
+const _: () = assert!(RANS_L.is_multiple_of(PROB_SCALE));
 const _: () = assert!(RANS_L == 1 << u16::BITS);
 const _: () = assert!(GPU_WORKGROUP_SIZE.is_power_of_two() && GPU_WORKGROUP_SIZE <= 256);
 const _: () = assert!(GPU_WORKGROUP_SIZE as usize / LANES * LANES == GPU_WORKGROUP_SIZE as usize);

@@ -28,7 +28,7 @@ fn round_trip(input: &Path, extra: &[&str]) -> Vec<u8> {
         vec!["compress".as_ref(), input.as_os_str(), "-o".as_ref()];
     args.push(packed.as_os_str());
     args.push("--force".as_ref());
-    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     ok(run(&args));
     let compressed = std::fs::read(&packed).unwrap();
     check_container(&compressed);

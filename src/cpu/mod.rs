@@ -372,7 +372,7 @@ impl FastCtx<'_> {
 
 /// Lanes the scalar kernel decodes together.
 const SCALAR_GROUP: usize = 4;
-const _: () = assert!(LANES % SCALAR_GROUP == 0);
+const _: () = assert!(LANES.is_multiple_of(SCALAR_GROUP));
 
 /// One branch-free decode step of one lane: the symbol, with `state` and `next` advanced (a
 /// lane past the last word reads the last word again; the end-of-lane check catches it).

@@ -397,7 +397,7 @@ unsafe fn kernel<V: Lanes, const NV: usize, const F32: bool, const MASK: u8>(
     };
     let pairs = word_src.len() / 2 - 1;
     // Every read is `word_src[2 * i..2 * i + 4]` with `i <= pairs - 1`: in bounds.
-    assert!(word_src.len() % 2 == 0 && pairs <= super::SIMD_MAX_WORDS);
+    assert!(word_src.len().is_multiple_of(2) && pairs <= super::SIMD_MAX_WORDS);
     let words = Words::<V> {
         base: word_src.as_ptr(),
         last_pair: V::splat(pairs as u32 - 1),

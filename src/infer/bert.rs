@@ -26,8 +26,8 @@ use super::matvec::{
     self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
 };
 use super::shaders::Module;
-use crate::gpu::sync as wait;
 use crate::codec::CodedEntry;
+use crate::gpu::sync as wait;
 use crate::gpu::{output_len, GpuDecoder, OutputTarget};
 use crate::params::ATTENTION_MAX_TOKENS;
 use crate::{Error, Result};

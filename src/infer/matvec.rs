@@ -29,8 +29,8 @@
 use wgpu::util::DeviceExt;
 
 use super::shaders::{Module, DTYPE_BF16, DTYPE_F16, OP_ACCUMULATE, OP_BIAS, OP_GELU};
-use crate::gpu::sync as wait;
 use crate::codec::CodedEntry;
+use crate::gpu::sync as wait;
 use crate::params::{LANES, MATVEC_MAX_BATCH, PROB_SCALE};
 use crate::planes::PlaneLayout;
 use crate::{Error, Result};
