@@ -592,12 +592,8 @@ fn corrupted_streams_are_errors_not_garbage() {
 /// The BF16 tensors of the real test model that compress at `block_size`, or `None` (with a
 /// notice) when the model file is absent.
 fn model_cases(block_size: u32) -> Option<Vec<Case>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/models/all-MiniLM-L6-v2.bf16.safetensors");
-    let Ok(file) = std::fs::read(&path) else {
-        eprintln!("skipped: {} not found", path.display());
-        return None;
-    };
+    let path = common::shared_models()?.join("all-MiniLM-L6-v2.bf16.safetensors");
+    let file = std::fs::read(&path).unwrap();
     let prefix = file[..8].try_into().unwrap();
     let json_len =
         exprans::safetensors::Header::json_len_from_prefix(prefix, file.len() as u64).unwrap();
