@@ -306,6 +306,16 @@ pub fn check_decoded(t: &TensorIndex, decoded: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The original bytes of a tensor stored with [`Encoding::Raw`] (its stored bytes less padding).
+pub fn raw_tensor<'a>(t: &TensorIndex, stored: &'a [u8]) -> Result<&'a [u8]> {
+    stored.get(..t.bytes as usize).ok_or_else(|| {
+        Error::corrupt(format!(
+            "tensor '{}': verbatim entry shorter than the tensor",
+            t.name
+        ))
+    })
+}
+
 /// Parses the coded entry of a tensor stored with [`Encoding::Rans`] (after [`check_stored`]).
 pub fn coded_entry<'a>(t: &TensorIndex, stored: &'a [u8]) -> Result<CodedEntry<'a>> {
     let layout = t
@@ -330,7 +340,7 @@ pub enum CpuDecoder {
 pub fn decode_tensor(t: &TensorIndex, stored: &[u8], decoder: CpuDecoder) -> Result<Vec<u8>> {
     check_stored(t, stored)?;
     let out = match t.encoding {
-        Encoding::Raw => stored[..t.bytes as usize].to_vec(),
+        Encoding::Raw => raw_tensor(t, stored)?.to_vec(),
         Encoding::Rans => {
             let entry = coded_entry(t, stored)?;
             let mut out = vec![0u8; t.bytes as usize];
@@ -381,7 +391,7 @@ impl BlockLayout {
         if rows == 0 {
             return Err(Error::invalid("--rows-per-block must be at least 1"));
         }
-        let mut values = *cols * rows as u64;
+        let mut values = cols.saturating_mul(rows as u64);
         if values % 2 == 1 {
             values *= 2;
         }

@@ -283,7 +283,7 @@ impl TensorDecoder for crate::gpu::GpuDecoder {
     fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
         archive::check_stored(t, stored)?;
         let out = match t.encoding {
-            archive::Encoding::Raw => stored[..t.bytes as usize].to_vec(),
+            archive::Encoding::Raw => archive::raw_tensor(t, stored)?.to_vec(),
             archive::Encoding::Rans => {
                 let entry = archive::coded_entry(t, stored)?;
                 let mut out = self
@@ -311,7 +311,7 @@ impl TensorDecoder for crate::gpu::GpuDecoder {
             .iter()
             .map(|(t, stored)| {
                 let out = match t.encoding {
-                    archive::Encoding::Raw => stored[..t.bytes as usize].to_vec(),
+                    archive::Encoding::Raw => archive::raw_tensor(t, stored)?.to_vec(),
                     archive::Encoding::Rans => decoded.next().expect("one output per coded entry"),
                 };
                 archive::check_decoded(t, &out)?;

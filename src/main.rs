@@ -135,6 +135,7 @@ pub enum Device {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let _runtime_dir = private_runtime_dir();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -143,6 +144,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Without `XDG_RUNTIME_DIR`, probing wgpu's GL backend makes libwayland print an error line
+/// (harmless: no window is ever opened). Give this process a private one, removed at exit.
+fn private_runtime_dir() -> Option<tempfile::TempDir> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("exprans-xdg-")
+        .tempdir()
+        .ok()?;
+    // Set before any thread starts; tempfile creates the folder with mode 0700.
+    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
+    Some(dir)
 }
 
 fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
@@ -193,20 +209,21 @@ fn require_input(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn summary(quiet: bool, verb: &str, output: &Path, r: SizeReport) {
-    if !quiet {
-        eprintln!(
-            "{verb} {}: {} -> {} bytes ({:.2}% of the original)",
-            output.display(),
-            r.original,
-            r.compressed,
-            100.0 * r.compressed as f64 / r.original.max(1) as f64
-        );
+/// One line on what was written: sizes in the direction of the work, and the ratio.
+fn summary(quiet: bool, compressed: bool, output: &Path, r: SizeReport) {
+    if quiet {
+        return;
     }
-}
-
-fn decoder_for(device: Device, quiet: bool) -> Result<Box<dyn TensorDecoder>> {
-    cli::gpu::decoder_for(device, quiet)
+    let (verb, from, to) = if compressed {
+        ("compressed", r.original, r.compressed)
+    } else {
+        ("decompressed", r.compressed, r.original)
+    };
+    eprintln!(
+        "{verb} {}: {from} -> {to} bytes (compressed size {:.2}% of the original)",
+        output.display(),
+        100.0 * r.compressed as f64 / r.original.max(1) as f64
+    );
 }
 
 fn run(args: Args) -> Result<()> {
@@ -238,7 +255,7 @@ fn run(args: Args) -> Result<()> {
                 }
             })?;
             bar.finish_and_clear();
-            summary(quiet, "compressed", &output, report);
+            summary(quiet, true, &output, report);
         }
         Command::Decompress {
             input,
@@ -249,7 +266,7 @@ fn run(args: Args) -> Result<()> {
         } => {
             require_input(&input)?;
             let output = output.unwrap_or_else(|| files::default_decompressed_path(&input));
-            let mut decoder = decoder_for(device, quiet)?;
+            let mut decoder = cli::gpu::decoder_for(device, quiet)?;
             let bar = progress_bar(input_size(&input), quiet, "decompress");
             let progress = |n: u64| bar.inc(n);
             let report = thread_pool(threads)?.install(|| {
@@ -260,7 +277,7 @@ fn run(args: Args) -> Result<()> {
                 }
             })?;
             bar.finish_and_clear();
-            summary(quiet, "decompressed", &output, report);
+            summary(quiet, false, &output, report);
         }
         Command::Info { input, json } => {
             require_input(&input)?;
@@ -275,7 +292,7 @@ fn run(args: Args) -> Result<()> {
             if let Some(o) = &original {
                 require_input(o)?;
             }
-            let mut decoder = decoder_for(device, quiet)?;
+            let mut decoder = cli::gpu::decoder_for(device, quiet)?;
             let bar = progress_bar(input_size(&compressed), quiet, "verify");
             let progress = |n: u64| bar.inc(n);
             let report = if compressed.is_dir() {
