@@ -90,6 +90,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["max_seq_length"].as_u64())
         .unwrap_or(256) as usize;
+    // Never more than a forward pass takes (longer sentences are truncated, not refused).
+    let max_tokens = max_tokens
+        .min(config.max_positions)
+        .min(exprans::params::ATTENTION_MAX_TOKENS as usize);
 
     // 2. The plain and the compressed checkpoint (one of them made here when not given).
     let original = Checkpoint::parse(&file)?;
@@ -237,7 +241,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let worst = ids
         .iter()
         .zip(first)
-        .map(|(ids, e)| cosine(&cpu.embed(ids), e))
+        .map(|(ids, e)| Ok(cosine(&cpu.embed(ids)?, e)))
+        .collect::<exprans::Result<Vec<f64>>>()?
+        .into_iter()
         .fold(f64::INFINITY, f64::min);
     println!(
         "lowest cosine similarity with the CPU f32 reference: {worst:.9} (1 - {:.1e})",

@@ -94,7 +94,7 @@ fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
 
     let plain = Checkpoint::parse(&plain_file).unwrap();
     let cpu = CpuBert::load(&config, &plain).unwrap();
-    let reference: Vec<Vec<f32>> = ids.iter().map(|i| cpu.embed(i)).collect();
+    let reference: Vec<Vec<f32>> = ids.iter().map(|i| cpu.embed(i).unwrap()).collect();
     // The CPU reference itself: unit vectors, and the related pair closer than the unrelated.
     for r in &reference {
         assert!((cosine(r, r) - 1.0).abs() < 1e-6);
@@ -158,4 +158,90 @@ fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
     // Fused and decoded need a compressed checkpoint.
     let err = GpuBert::load_blocking(&gpu, &config, &plain, WeightMode::Fused).unwrap_err();
     assert!(err.to_string().contains("compressed"), "{err}");
+}
+
+/// A tiny BERT: config.json text and a plain BF16 safetensors file of its tensors (shapes from
+/// `shape`, which may be changed per tensor), small deterministic values.
+fn tiny_bert(shape: impl Fn(&str, Vec<u64>) -> Vec<u64>) -> (BertConfig, Vec<u8>) {
+    let config = BertConfig::from_json(
+        r#"{"hidden_size": 4, "num_attention_heads": 2, "num_hidden_layers": 1,
+            "intermediate_size": 8, "layer_norm_eps": 1e-12, "max_position_embeddings": 6,
+            "hidden_act": "gelu"}"#,
+    )
+    .unwrap();
+    let mut header = Vec::new();
+    let mut data = Vec::new();
+    for name in config.tensor_names() {
+        let want: Vec<u64> = match name.as_str() {
+            "embeddings.word_embeddings.weight" => vec![10, 4],
+            "embeddings.position_embeddings.weight" => vec![6, 4],
+            "embeddings.token_type_embeddings.weight" => vec![2, 4],
+            n if n.contains("intermediate.dense.weight") => vec![8, 4],
+            n if n.contains("intermediate.dense.bias") => vec![8],
+            n if n.contains("layer.0.output.dense.weight") => vec![4, 8],
+            n if n.ends_with(".weight") && !n.contains("LayerNorm") => vec![4, 4],
+            _ => vec![4],
+        };
+        let shape = shape(&name, want);
+        let n: u64 = shape.iter().product();
+        let start = data.len();
+        for i in 0..n {
+            let v = half::bf16::from_f32(((i * 7 + name.len() as u64) % 11) as f32 / 11.0 - 0.4);
+            data.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        header.push(format!(
+            "\"{name}\":{{\"dtype\":\"BF16\",\"shape\":{shape:?},\"data_offsets\":[{start},{}]}}",
+            data.len()
+        ));
+    }
+    let json = format!("{{{}}}", header.join(","));
+    let mut file = (json.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(json.as_bytes());
+    file.extend_from_slice(&data);
+    (config, file)
+}
+
+#[test]
+fn bad_shapes_and_token_ids_are_errors_not_panics() {
+    let (config, file) = tiny_bert(|_, s| s);
+    let plain = Checkpoint::parse(&file).unwrap();
+    let cpu = CpuBert::load(&config, &plain).unwrap();
+    let e = cpu.embed(&[1, 2, 3]).unwrap();
+    assert!((e.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4);
+    for ids in [&[][..], &[1; 7], &[1, 10]] {
+        assert!(cpu.embed(ids).is_err(), "{ids:?}");
+    }
+
+    // A matrix stored flat, a bias stored as a matrix, a layer of the wrong width.
+    let damages: [(&str, Vec<u64>); 3] = [
+        ("encoder.layer.0.attention.self.query.weight", vec![16]),
+        ("encoder.layer.0.attention.self.key.bias", vec![1, 4]),
+        ("encoder.layer.0.intermediate.dense.weight", vec![4, 4]),
+    ];
+    let gpu = if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        None
+    } else {
+        quiet_wayland();
+        let decoder = pollster::block_on(GpuDecoder::with_backends(
+            wgpu::Backends::VULKAN,
+            DecoderOptions::default(),
+        ))
+        .unwrap_or_else(|e| panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)"));
+        Some(GpuContext::new_blocking(decoder).unwrap())
+    };
+    if let Some(gpu) = &gpu {
+        let mut bert = GpuBert::load_blocking(gpu, &config, &plain, WeightMode::Plain).unwrap();
+        let g = bert.embed_blocking(&[1, 2, 3]).unwrap();
+        assert!(cosine(&g, &e) > 0.9999);
+    }
+    for (victim, bad) in damages {
+        let (config, file) = tiny_bert(|n, s| if n == victim { bad.clone() } else { s });
+        let plain = Checkpoint::parse(&file).unwrap();
+        let err = CpuBert::load(&config, &plain).unwrap_err();
+        assert!(err.to_string().contains(victim), "{err}");
+        if let Some(gpu) = &gpu {
+            let err = GpuBert::load_blocking(gpu, &config, &plain, WeightMode::Plain).unwrap_err();
+            assert!(err.to_string().contains(victim), "{err}");
+        }
+    }
 }

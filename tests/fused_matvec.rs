@@ -452,3 +452,23 @@ fn unaligned_blocks_are_refused() {
         GpuMatrix::fused(gpu.decoder.device(), "w", Dtype16::Bf16, 40, 30, &entry).unwrap_err();
     assert!(err.to_string().contains("--rows-per-block"), "{err}");
 }
+
+#[test]
+fn bias_of_the_wrong_length_is_refused() {
+    let Some(gpu) = gpu() else { return };
+    let (d, q) = (gpu.decoder.device(), gpu.decoder.queue());
+    let m = GpuMatrix::plain(d, "w", Dtype16::Bf16, 3, 4, &[0; 2 * 3 * 4]).unwrap();
+    for len in [0, 4, 8] {
+        let bias = vec![0u8; len];
+        let err = gpu
+            .kernels
+            .matvec_blocking(d, q, &m, &[1.0; 4], 1, Some(&bias), false)
+            .unwrap_err();
+        assert!(err.to_string().contains("bias"), "{len}: {err}");
+    }
+    let y = gpu
+        .kernels
+        .matvec_blocking(d, q, &m, &[1.0; 4], 1, Some(&[0; 6]), false)
+        .unwrap();
+    assert_eq!(y, vec![0.0; 3]);
+}

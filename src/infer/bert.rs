@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, TensorInfo};
 use super::matvec::{
     self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
 };
@@ -82,6 +82,11 @@ impl BertConfig {
                 "config.json: heads do not divide the hidden size",
             ));
         }
+        if c.hidden_size == 0 || c.intermediate_size == 0 || c.max_position_embeddings == 0 {
+            return Err(Error::invalid(
+                "config.json: zero hidden, intermediate or position size",
+            ));
+        }
         Ok(BertConfig {
             hidden: c.hidden_size,
             heads: c.num_attention_heads,
@@ -94,18 +99,72 @@ impl BertConfig {
 
     /// Names of every tensor the encoder uses, matrices and vectors.
     pub fn tensor_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = EMBEDDING_TABLES.iter().map(|s| s.to_string()).collect();
-        names.extend(norm_names("embeddings.LayerNorm"));
-        for l in 0..self.layers {
-            for (linear, _) in LINEARS {
-                names.push(format!("encoder.layer.{l}.{linear}.weight"));
-                names.push(format!("encoder.layer.{l}.{linear}.bias"));
+        self.tensor_shapes().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// Every tensor the encoder uses with the shape it must have (`None`: any non-zero size,
+    /// the vocabulary sizes, which config.json does not give here).
+    fn tensor_shapes(&self) -> Vec<(String, Vec<Option<u64>>)> {
+        let (hs, inner) = (Some(self.hidden as u64), Some(self.intermediate as u64));
+        let mut shapes = vec![
+            (EMBEDDING_TABLES[0].to_string(), vec![None, hs]),
+            (
+                EMBEDDING_TABLES[1].to_string(),
+                vec![Some(self.max_positions as u64), hs],
+            ),
+            (EMBEDDING_TABLES[2].to_string(), vec![None, hs]),
+        ];
+        let norm = |shapes: &mut Vec<_>, prefix: &str| {
+            for name in norm_names(prefix) {
+                shapes.push((name, vec![hs]));
             }
-            for norm in LAYER_NORMS {
-                names.extend(norm_names(&format!("encoder.layer.{l}.{norm}")));
+        };
+        norm(&mut shapes, "embeddings.LayerNorm");
+        for l in 0..self.layers {
+            for (linear, gelu) in LINEARS {
+                // [out, in]: the feed-forward pair widens to `intermediate` and back.
+                let (rows, cols) = match (linear, gelu) {
+                    (_, true) => (inner, hs),
+                    ("output.dense", _) => (hs, inner),
+                    _ => (hs, hs),
+                };
+                let name = format!("encoder.layer.{l}.{linear}");
+                shapes.push((format!("{name}.weight"), vec![rows, cols]));
+                shapes.push((format!("{name}.bias"), vec![rows]));
+            }
+            for n in LAYER_NORMS {
+                norm(&mut shapes, &format!("encoder.layer.{l}.{n}"));
             }
         }
-        names
+        shapes
+    }
+
+    /// Dtype and shape of every tensor the encoder uses, checked against this configuration.
+    fn checked_tensors(&self, checkpoint: &Checkpoint) -> Result<Vec<(String, TensorInfo)>> {
+        self.tensor_shapes()
+            .into_iter()
+            .map(|(name, want)| {
+                let info = checkpoint.info(&name)?;
+                let fits = info.shape.len() == want.len()
+                    && info
+                        .shape
+                        .iter()
+                        .zip(&want)
+                        .all(|(&d, w)| d > 0 && w.is_none_or(|w| w == d));
+                if !fits {
+                    let want: Vec<String> = want
+                        .iter()
+                        .map(|w| w.map_or("N".into(), |w| w.to_string()))
+                        .collect();
+                    return Err(Error::invalid(format!(
+                        "tensor '{name}': shape {:?}, the configuration needs [{}]",
+                        info.shape,
+                        want.join(", ")
+                    )));
+                }
+                Ok((name, info))
+            })
+            .collect()
     }
 }
 
@@ -160,8 +219,7 @@ impl CpuBert {
     /// Reads the encoder's tensors from `checkpoint` (compressed ones are decoded on the CPU).
     pub fn load(config: &BertConfig, checkpoint: &Checkpoint) -> Result<CpuBert> {
         let mut tensors = HashMap::new();
-        for name in config.tensor_names() {
-            let info = checkpoint.info(&name)?;
+        for (name, info) in config.checked_tensors(checkpoint)? {
             let values = values_f32(&name, &info.dtype, &checkpoint.bytes(&name)?)?;
             tensors.insert(name, values);
         }
@@ -175,11 +233,23 @@ impl CpuBert {
         &self.tensors[name]
     }
 
-    /// The sentence embedding of token ids `ids` (`[CLS] ... [SEP]`).
-    pub fn embed(&self, ids: &[u32]) -> Vec<f32> {
+    /// The sentence embedding of token ids `ids` (`[CLS] ... [SEP]`): 1 to `max_positions`
+    /// ids, each inside the vocabulary.
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
         let c = &self.config;
         let (n, hs) = (ids.len(), c.hidden);
         let [word, pos, kind] = EMBEDDING_TABLES.map(|name| self.t(name));
+        if n == 0 || n > c.max_positions {
+            return Err(Error::invalid(format!(
+                "{n} tokens: a forward pass takes 1 to {}",
+                c.max_positions
+            )));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= word.len() / hs) {
+            return Err(Error::invalid(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
         let mut h = vec![0f32; n * hs];
         for (t, &id) in ids.iter().enumerate() {
             for i in 0..hs {
@@ -222,7 +292,7 @@ impl CpuBert {
         }
         mean.iter_mut().for_each(|m| *m /= n as f32);
         let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(1e-12);
-        mean.into_iter().map(|m| m / norm).collect()
+        Ok(mean.into_iter().map(|m| m / norm).collect())
     }
 }
 
@@ -631,6 +701,15 @@ fn load_weights<'a>(
         vectors: HashMap::new(),
         bytes: 0,
     };
+    let tensors = config.checked_tensors(checkpoint)?;
+    // Biases and LayerNorm vectors are read as their matrix's / gamma's dtype: one for all.
+    let dtype = dtype16(&tensors[0].0, &tensors[0].1.dtype)?;
+    if let Some((name, info)) = tensors.iter().find(|(_, i)| i.dtype != tensors[0].1.dtype) {
+        return Err(Error::invalid(format!(
+            "tensor '{name}': {}, the others {}; the GPU encoder needs one dtype",
+            info.dtype, tensors[0].1.dtype
+        )));
+    }
     let mut to_decode = Vec::new();
     let mut decode_later = |name: &str, entry: CodedEntry<'a>| {
         let b = buffer(
@@ -642,15 +721,18 @@ fn load_weights<'a>(
         to_decode.push((entry, b.clone()));
         b
     };
-    for name in config.tensor_names() {
-        let info = checkpoint.info(&name)?;
-        let dtype = dtype16(&name, &info.dtype)?;
+    for (name, info) in tensors {
         let entry = match mode {
             WeightMode::Plain => None,
             WeightMode::Decoded | WeightMode::Fused => checkpoint.coded_entry(&name)?,
         };
         if let [rows, cols] = info.shape[..] {
-            let (rows, cols) = (rows as u32, cols as u32);
+            let (Ok(rows), Ok(cols)) = (u32::try_from(rows), u32::try_from(cols)) else {
+                return Err(Error::invalid(format!(
+                    "tensor '{name}': shape {:?} is too large for the GPU",
+                    info.shape
+                )));
+            };
             let m = match (mode, entry) {
                 (WeightMode::Fused, Some(e)) => {
                     GpuMatrix::fused(device, &name, dtype, rows, cols, &e)?

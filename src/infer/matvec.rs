@@ -491,6 +491,12 @@ impl MatrixKernels {
         if x.len() != tokens as usize * matrix.cols as usize {
             return Err(Error::invalid("activations are not [tokens][cols]"));
         }
+        if bias.is_some_and(|b| b.len() != 2 * matrix.rows as usize) {
+            return Err(Error::invalid(format!(
+                "bias is not {} 16-bit values",
+                matrix.rows
+            )));
+        }
         let input = upload(device, "exprans x", bytemuck::cast_slice(x));
         let bias = bias.map(|b| upload(device, "exprans bias", b));
         let op = MatrixOp::Matvec {

@@ -570,9 +570,11 @@ async fn decode_to_buffer(
                 buffer: &buffer,
                 offset: 0,
             };
-            gpu.decode_into(&[(&entry, target)])
-                .await
-                .map_err(|e| lib_error(e.in_tensor(&t.name)))?;
+            if let Err(e) = gpu.decode_into(&[(&entry, target)]).await {
+                // Never handed to the page: free it now (dropping it would not).
+                buffer.destroy();
+                return Err(lib_error(e.in_tensor(&t.name)));
+            }
             Ok(buffer)
         }
     }
@@ -646,9 +648,10 @@ async fn read_buffer(gpu: &GpuDecoder, buffer: &wgpu::Buffer, len: u64) -> Res<V
     .await?;
     let (send, mapped) = Oneshot::new();
     readback.map_async(wgpu::MapMode::Read, .., send);
-    mapped
-        .await
-        .map_err(|e| format!("reading a decoded buffer back failed: {e}"))?;
+    if let Err(e) = mapped.await {
+        readback.destroy();
+        return Err(format!("reading a decoded buffer back failed: {e}"));
+    }
     let out = {
         let view = readback
             .get_mapped_range(..)
@@ -695,13 +698,15 @@ fn typed_values(dtype: &str, bytes: &[u8]) -> (Uint8Array, JsValue) {
 
 impl WebFile {
     /// Reads, decodes and optionally verifies one tensor into a buffer; errors name the tensor.
+    /// Returns the description handed to the page and the buffer (the page's to destroy); on
+    /// failure no buffer is left behind.
     async fn decode_one_to_buffer(
         &self,
         gpu: &GpuDecoder,
         t: &ArchiveTensor,
         usage: wgpu::BufferUsages,
         verify: bool,
-    ) -> Res<Object> {
+    ) -> Res<(Object, wgpu::Buffer)> {
         let t0 = now_ms();
         let stored = self.stored(t).await?;
         let t1 = now_ms();
@@ -721,14 +726,20 @@ impl WebFile {
         set(&info, "readMs", t1 - t0);
         set(&info, "decodeMs", t2 - t1);
         if verify {
-            let bytes = read_buffer(gpu, &buffer, t.index.bytes).await?;
-            archive::check_decoded(&t.index, &bytes).map_err(lib_error)?;
+            let checked = match read_buffer(gpu, &buffer, t.index.bytes).await {
+                Ok(bytes) => archive::check_decoded(&t.index, &bytes).map_err(lib_error),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = checked {
+                buffer.destroy();
+                return Err(e);
+            }
             set(&info, "verified", true);
             set(&info, "verifyMs", now_ms() - t2);
         }
         // Dropping the wgpu handle leaves the GPUBuffer alive (wgpu's WebGPU backend never
         // destroys it on drop): the page owns it now.
-        Ok(info)
+        Ok((info, buffer))
     }
 }
 
@@ -839,6 +850,7 @@ impl WebFile {
         let verify = opt_bool(options.as_ref(), "verify", true).map_err(js_error)?;
         self.decode_one_to_buffer(&decoder.gpu, t, usage, verify)
             .await
+            .map(|(info, _)| info)
             .map_err(js_error)
     }
 
@@ -847,7 +859,8 @@ impl WebFile {
     /// `decodeToBuffer`, plus `onTensor` (called with each result as it is ready) and
     /// `stopOnError` (default true: reject on the first failure; false: a failed tensor gives
     /// `{...description, ok: false, error}` and decoding goes on). Resolves to the results in
-    /// file order.
+    /// file order. When it rejects without `onTensor`, the buffers it had made are destroyed
+    /// (the page never saw them); with `onTensor`, the page owns those it was given.
     #[wasm_bindgen(js_name = decodeAllToBuffers)]
     pub async fn decode_all_to_buffers(
         &self,
@@ -860,23 +873,35 @@ impl WebFile {
         let stop = opt_bool(o, "stopOnError", true).map_err(js_error)?;
         let on_tensor = opt_function(o, "onTensor").map_err(js_error)?;
         let results = Array::new();
+        let mut buffers = Vec::new();
+        // Rejecting: buffers the page was never given are destroyed.
+        let reject = |buffers: Vec<wgpu::Buffer>, e: String| {
+            if on_tensor.is_none() {
+                buffers.iter().for_each(wgpu::Buffer::destroy);
+            }
+            Err(js_error(e))
+        };
         for t in &self.archive.tensors {
             let info = match self
                 .decode_one_to_buffer(&decoder.gpu, t, usage, verify)
                 .await
             {
-                Ok(info) => info,
+                Ok((info, buffer)) => {
+                    buffers.push(buffer);
+                    info
+                }
                 Err(e) if !stop => {
                     let info = tensor_info(t);
                     set(&info, "ok", false);
                     set(&info, "error", e);
                     info
                 }
-                Err(e) => return Err(js_error(e)),
+                Err(e) => return reject(buffers, e),
             };
             if let Some(f) = &on_tensor {
-                f.call1(&JsValue::NULL, &info)
-                    .map_err(|e| js_error(format!("onTensor threw: {}", describe(&e))))?;
+                if let Err(e) = f.call1(&JsValue::NULL, &info) {
+                    return reject(buffers, format!("onTensor threw: {}", describe(&e)));
+                }
             }
             results.push(&info);
         }

@@ -279,6 +279,40 @@ export async function runAll(expected) {
     }
     check(rejected, "decodeAllToBuffers of a damaged file did not reject");
 
+    // A rejected decodeAllToBuffers destroys the buffers it made for the tensors before the
+    // damaged one (the page never got them). Damage the last coded tensor, so that some exist.
+    const last = file.tensors.filter((t) => t.encoding === "rans").at(-1);
+    const bad2 = good.slice();
+    bad2[last.storedOffset + (last.storedBytes >> 1)] ^= 0x40;
+    const damaged2 = await ExpransFile.fromBytes(bad2);
+    const names = new Set(file.tensors.map((t) => t.name));
+    const made = [];
+    const destroyed = new WeakSet();
+    const { createBuffer } = GPUDevice.prototype;
+    const { destroy } = GPUBuffer.prototype;
+    GPUDevice.prototype.createBuffer = function (d) {
+      const b = createBuffer.call(this, d);
+      if (names.has(d?.label)) made.push(b);
+      return b;
+    };
+    GPUBuffer.prototype.destroy = function () {
+      destroyed.add(this);
+      return destroy.call(this);
+    };
+    try {
+      await damaged2.decodeAllToBuffers(decoder);
+      check(false, "decodeAllToBuffers of a file with its last coded tensor damaged did not reject");
+    } catch {
+      // expected
+    } finally {
+      GPUDevice.prototype.createBuffer = createBuffer;
+      GPUBuffer.prototype.destroy = destroy;
+    }
+    const alive = made.filter((b) => !destroyed.has(b)).length;
+    check(made.length > 0 && alive === 0,
+      `rejected decodeAllToBuffers left ${alive} of ${made.length} tensor buffers alive`);
+    damaged2.free();
+
     const header = good.slice();
     header[200] ^= 0x01; // inside the header JSON
     let headerError = "";
