@@ -12,7 +12,7 @@
 //! ```
 
 use crate::params::{align_up, ALIGN, LANES, MAX_BLOCK_SIZE, RANS_L};
-use crate::planes::{split16, split32, PlaneLayout};
+use crate::planes::PlaneLayout;
 use crate::rans::{self, FreqTable};
 use crate::{Error, Result};
 
@@ -121,7 +121,7 @@ pub fn encode(
         ));
     }
     let n = data.len() / layout.value_bytes();
-    let planes = split_planes(layout, data);
+    let planes = layout.split(data);
     let counts: Vec<[u64; 256]> = planes.iter().map(|p| histogram(p)).collect();
     let mut stats: Vec<PlaneStats> = counts
         .iter()
@@ -166,7 +166,6 @@ pub fn encode(
     Ok((Some(entry), stats))
 }
 
-/// [`PlaneLayout::split`], written to vectorize.
 /// Encodes with exactly the planes of `coded_mask` coded (bit `p` = plane `p`), whether or not that
 /// pays: for tests and tools that need a particular plane choice. `block_size` as in
 /// [`EncodeOptions`]. Fails on an empty tensor or a mask that is zero or names a missing plane.
@@ -189,7 +188,7 @@ pub fn encode_with_mask(
             "invalid plane mask {coded_mask:#b}"
         )));
     }
-    let planes = split_planes(layout, data);
+    let planes = layout.split(data);
     let tables: Vec<Option<FreqTable>> = planes
         .iter()
         .enumerate()
@@ -199,30 +198,6 @@ pub fn encode_with_mask(
         })
         .collect();
     write_entry(layout, &planes, &tables, block_size)
-}
-
-fn split_planes(layout: PlaneLayout, data: &[u8]) -> Vec<Vec<u8>> {
-    let n = data.len() / layout.value_bytes();
-    let mut planes = vec![vec![0u8; n]; layout.plane_count()];
-    match layout {
-        PlaneLayout::Float16 => {
-            let [p0, p1] = &mut planes[..] else {
-                unreachable!("two planes")
-            };
-            for ((v, a), b) in data.chunks_exact(2).zip(p0).zip(p1) {
-                [*a, *b] = split16(u16::from_le_bytes([v[0], v[1]]));
-            }
-        }
-        PlaneLayout::Float32 => {
-            let [p0, p1, p2, p3] = &mut planes[..] else {
-                unreachable!("four planes")
-            };
-            for ((((v, a), b), c), d) in data.chunks_exact(4).zip(p0).zip(p1).zip(p2).zip(p3) {
-                [*a, *b, *c, *d] = split32(u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
-            }
-        }
-    }
-    planes
 }
 
 /// One coded plane as the encoder reads it.
@@ -590,7 +565,11 @@ impl EntryHeader {
         let n = usize::try_from(self.value_count).map_err(|_| too_big())?;
         let block_count = n.div_ceil(self.block_size as usize);
         let tables_offset = ENTRY_HEADER_LEN;
-        let directory_offset = align_up(tables_offset + self.tables_len as usize);
+        // Checked: `tables_len` is a hostile u32, as large as `usize` on 32-bit targets.
+        let directory_offset = usize::try_from(self.tables_len)
+            .ok()
+            .and_then(|t| checked_align_up(t.checked_add(tables_offset)?))
+            .ok_or_else(too_big)?;
         let words_offset = block_count
             .checked_mul(LANES * LANE_RECORD_LEN)
             .and_then(|d| d.checked_add(directory_offset))

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! 32-bit values: plane 0 = bits 30..23, plane 1 = sign | bits 22..16, plane 2 = bits 15..8,
-//! plane 3 = bits 7..0. The top half of an F32 splits exactly like the BF16 it rounds to.
+//! plane 3 = bits 7..0. The top half of an F32 splits exactly like the BF16 it truncates to.
 
 /// The plane layouts of the format (docs/FORMAT.md, "Plane layouts").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,25 +56,25 @@ impl PlaneLayout {
     }
 
     /// Splits little-endian values into planes: `planes[p][i]` is plane `p` of value `i`.
-    /// `data.len()` must be a multiple of [`PlaneLayout::value_bytes`].
+    /// `data.len()` must be a multiple of [`PlaneLayout::value_bytes`]. Written to vectorize.
     pub fn split(self, data: &[u8]) -> Vec<Vec<u8>> {
         let n = data.len() / self.value_bytes();
-        let mut planes = vec![Vec::with_capacity(n); self.plane_count()];
+        let mut planes = vec![vec![0u8; n]; self.plane_count()];
         match self {
             PlaneLayout::Float16 => {
-                for v in data.chunks_exact(2) {
-                    let v = u16::from_le_bytes([v[0], v[1]]);
-                    let [p0, p1] = split16(v);
-                    planes[0].push(p0);
-                    planes[1].push(p1);
+                let [p0, p1] = &mut planes[..] else {
+                    unreachable!("two planes")
+                };
+                for ((v, a), b) in data.chunks_exact(2).zip(p0).zip(p1) {
+                    [*a, *b] = split16(u16::from_le_bytes([v[0], v[1]]));
                 }
             }
             PlaneLayout::Float32 => {
-                for v in data.chunks_exact(4) {
-                    let v = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
-                    for (plane, byte) in planes.iter_mut().zip(split32(v)) {
-                        plane.push(byte);
-                    }
+                let [p0, p1, p2, p3] = &mut planes[..] else {
+                    unreachable!("four planes")
+                };
+                for ((((v, a), b), c), d) in data.chunks_exact(4).zip(p0).zip(p1).zip(p2).zip(p3) {
+                    [*a, *b, *c, *d] = split32(u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
                 }
             }
         }

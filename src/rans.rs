@@ -385,8 +385,9 @@ pub(crate) fn rcp_encode(state: u32, sym: RcpSymbol) -> (u32, u16, bool) {
     (x, state as u16, emit)
 }
 
-/// Decodes one symbol from `state` with a decode-table slot; returns the symbol and whether a
-/// refill word is needed (`state < RANS_L` afterwards).
+/// Decodes one symbol from `state` with its decode-table slot (`table[state % PROB_SCALE]`);
+/// returns the symbol and the next state before renormalization (a refill word is due when it
+/// is below `RANS_L`).
 #[inline(always)]
 pub fn decode_step(state: u32, slot: PackedSlot) -> (u8, u32) {
     let freq = ((slot >> 8) & (PROB_SCALE - 1)) + 1;

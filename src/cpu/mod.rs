@@ -375,7 +375,8 @@ const SCALAR_GROUP: usize = 4;
 const _: () = assert!(LANES.is_multiple_of(SCALAR_GROUP));
 
 /// One branch-free decode step of one lane: the symbol, with `state` and `next` advanced (a
-/// lane past the last word reads the last word again; the end-of-lane check catches it).
+/// lane past its end reads the next lanes' words, or the section's last word past its end; the
+/// end-of-lane check catches it).
 #[inline(always)]
 fn scalar_step(
     state: &mut u32,

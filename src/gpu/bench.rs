@@ -290,11 +290,7 @@ impl CopyKernels {
         let device = decoder.device();
         let limits = device.limits();
         let total = bytes.next_multiple_of(16);
-        let chunk_max = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size)
-            / 256
-            * 256;
+        let chunk_max = super::decoder::binding_limit(&limits, None) / 256 * 256;
         let (copy, errors) = sync::capture(device, "preparing the copy kernels", || {
             let shader = Module::Copy.create(device);
             let pipeline = |entry_point| {

@@ -180,10 +180,7 @@ impl GpuDecoder {
             });
         errors.await?;
 
-        let binding_limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size)
-            .min(options.max_binding_size.unwrap_or(u64::MAX));
+        let binding_limit = binding_limit(&limits, options.max_binding_size);
         Ok(GpuDecoder {
             device: device.clone(),
             queue: queue.clone(),
@@ -194,7 +191,7 @@ impl GpuDecoder {
             decode16,
             decode32,
             pipelines: Mutex::default(),
-            max_binding: binding_limit / 4 * 4,
+            max_binding: binding_limit,
             binding_align: limits
                 .min_storage_buffer_offset_alignment
                 .max(limits.min_uniform_buffer_offset_alignment) as u64,
@@ -292,6 +289,20 @@ impl GpuDecoder {
     }
 }
 
+/// Largest binding (and buffer) the GPU code uses on a device with `limits`, at most
+/// `requested` bytes, a multiple of 4 and below 2^32: the kernels index bindings, and the job
+/// parameters count values and u32 words, in `u32` (Metal reports `maxBufferLength`, which can
+/// exceed 4 GiB).
+pub(super) fn binding_limit(limits: &wgpu::Limits, requested: Option<u64>) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+        .min(requested.unwrap_or(u64::MAX))
+        .min(u32::MAX as u64)
+        / 4
+        * 4
+}
+
 /// Bindings of every decode kernel (shaders/decode_common.wgsl).
 fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
     let entry = |binding, ty, min_size| wgpu::BindGroupLayoutEntry {
@@ -315,4 +326,29 @@ fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
             entry(3, storage(false), None),
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binding_limit;
+
+    #[test]
+    fn binding_limit_stays_u32_addressable() {
+        let huge = wgpu::Limits {
+            max_storage_buffer_binding_size: 48 << 30,
+            max_buffer_size: 48 << 30,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(binding_limit(&huge, None), (u32::MAX as u64) / 4 * 4);
+        assert_eq!(binding_limit(&huge, Some(1001)), 1000);
+        let small = wgpu::Limits::downlevel_defaults();
+        assert_eq!(
+            binding_limit(&small, None),
+            small
+                .max_storage_buffer_binding_size
+                .min(small.max_buffer_size)
+                / 4
+                * 4
+        );
+    }
 }

@@ -99,7 +99,10 @@ impl BertConfig {
 
     /// Names of every tensor the encoder uses, matrices and vectors.
     pub fn tensor_names(&self) -> Vec<String> {
-        self.tensor_shapes().into_iter().map(|(name, _)| name).collect()
+        self.tensor_shapes()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Every tensor the encoder uses with the shape it must have (`None`: any non-zero size,
