@@ -338,24 +338,34 @@ pub enum CpuDecoder {
 
 /// Decodes one tensor from its stored bytes on the CPU, checking both checksums.
 pub fn decode_tensor(t: &TensorIndex, stored: &[u8], decoder: CpuDecoder) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    decode_tensor_into(t, stored, decoder, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode_tensor`] into `out` (replacing its contents). Reusing one buffer for many tensors
+/// spares the page faults of fresh memory, a fifth of the decode time on large tensors.
+pub fn decode_tensor_into(
+    t: &TensorIndex,
+    stored: &[u8],
+    decoder: CpuDecoder,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     check_stored(t, stored)?;
-    let out = match t.encoding {
-        Encoding::Raw => raw_tensor(t, stored)?.to_vec(),
+    out.clear();
+    match t.encoding {
+        Encoding::Raw => out.extend_from_slice(raw_tensor(t, stored)?),
         Encoding::Rans => {
             let entry = coded_entry(t, stored)?;
-            let mut out = vec![0u8; t.bytes as usize];
+            out.resize(t.bytes as usize, 0);
             match decoder {
-                CpuDecoder::Reference => crate::cpu::decode_reference(&entry, &mut out),
-                CpuDecoder::Fast { parallel } => {
-                    crate::cpu::decode_fast(&entry, &mut out, parallel)
-                }
+                CpuDecoder::Reference => crate::cpu::decode_reference(&entry, out),
+                CpuDecoder::Fast { parallel } => crate::cpu::decode_fast(&entry, out, parallel),
             }
             .map_err(|e| e.in_tensor(&t.name))?;
-            out
         }
-    };
-    check_decoded(t, &out)?;
-    Ok(out)
+    }
+    check_decoded(t, out)
 }
 
 /// The result of compressing one tensor: its index record and stored bytes.

@@ -15,32 +15,50 @@ use crate::{Error, Result};
 /// Decodes tensors from their stored bytes (on the CPU or a GPU). Implementations check the
 /// stored checksum before decoding and the decoded checksum after.
 pub trait TensorDecoder: Send {
-    /// Decodes one tensor.
-    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>>;
+    /// Decodes one tensor into `out`, replacing its contents (its allocation is reused).
+    fn decode_into(&mut self, t: &TensorIndex, stored: &[u8], out: &mut Vec<u8>) -> Result<()>;
 
-    /// Decodes several tensors, in order; implementations may work on them together (the CPU
-    /// decoder in parallel, the GPU decoder in one submission).
-    fn decode_batch(&mut self, items: &[(&TensorIndex, &[u8])]) -> Result<Vec<Vec<u8>>> {
-        items
-            .iter()
-            .map(|(t, stored)| self.decode(t, stored))
-            .collect()
+    /// Decodes one tensor.
+    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.decode_into(t, stored, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes several tensors, in order, into `outs` (resized to `items.len()`; existing
+    /// buffers are reused). Implementations may work on them together: the CPU decoder in
+    /// parallel, the GPU decoder in one submission.
+    fn decode_batch(
+        &mut self,
+        items: &[(&TensorIndex, &[u8])],
+        outs: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        outs.resize_with(items.len(), Vec::new);
+        for ((t, stored), out) in items.iter().zip(outs.iter_mut()) {
+            self.decode_into(t, stored, out)?;
+        }
+        Ok(())
     }
 }
 
 impl TensorDecoder for CpuDecoder {
-    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
-        archive::decode_tensor(t, stored, *self)
+    fn decode_into(&mut self, t: &TensorIndex, stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        archive::decode_tensor_into(t, stored, *self, out)
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    fn decode_batch(&mut self, items: &[(&TensorIndex, &[u8])]) -> Result<Vec<Vec<u8>>> {
+    fn decode_batch(
+        &mut self,
+        items: &[(&TensorIndex, &[u8])],
+        outs: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
         use rayon::prelude::*;
         let decoder = *self;
+        outs.resize_with(items.len(), Vec::new);
         items
             .par_iter()
-            .map(|(t, stored)| archive::decode_tensor(t, stored, decoder))
-            .collect()
+            .zip(outs.par_iter_mut())
+            .try_for_each(|((t, stored), out)| archive::decode_tensor_into(t, stored, decoder, out))
     }
 }
 
@@ -165,13 +183,16 @@ fn for_each_decoded(
     mut each: impl FnMut(&TensorIndex, &[u8]) -> Result<bool>,
 ) -> Result<()> {
     let tensors = &archive.tensors;
+    // Output buffers live across batches: their memory is reused rather than faulted in anew.
+    let mut outs = Vec::new();
     for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
         let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
             .iter()
             .map(|t| (&t.index, stored_bytes(file, t)))
             .collect();
-        for (decoded, (t, _)) in decoder.decode_batch(&items)?.into_iter().zip(&items) {
-            if !each(t, &decoded)? {
+        decoder.decode_batch(&items, &mut outs)?;
+        for (decoded, (t, _)) in outs.iter().zip(&items) {
+            if !each(t, decoded)? {
                 return Ok(());
             }
         }
@@ -280,43 +301,52 @@ pub fn verify(
 /// after read-back; raw tensors need no GPU.
 #[cfg(not(target_arch = "wasm32"))]
 impl TensorDecoder for crate::gpu::GpuDecoder {
-    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
-        archive::check_stored(t, stored)?;
-        let out = match t.encoding {
-            archive::Encoding::Raw => archive::raw_tensor(t, stored)?.to_vec(),
-            archive::Encoding::Rans => {
-                let entry = archive::coded_entry(t, stored)?;
-                let mut out = self
-                    .decode_to_host_blocking(&[&entry])
-                    .map_err(|e| e.in_tensor(&t.name))?;
-                out.pop().expect("one entry in, one out")
-            }
-        };
-        archive::check_decoded(t, &out)?;
-        Ok(out)
+    fn decode_into(&mut self, t: &TensorIndex, stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let mut outs = vec![std::mem::take(out)];
+        self.decode_batch(&[(t, stored)], &mut outs)?;
+        *out = outs.pop().expect("one output");
+        Ok(())
     }
 
     /// Every coded tensor of the batch in one GPU submission.
-    fn decode_batch(&mut self, items: &[(&TensorIndex, &[u8])]) -> Result<Vec<Vec<u8>>> {
+    fn decode_batch(
+        &mut self,
+        items: &[(&TensorIndex, &[u8])],
+        outs: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
         let mut coded = Vec::new();
         for (t, stored) in items {
             archive::check_stored(t, stored)?;
             if t.encoding == archive::Encoding::Rans {
-                coded.push(archive::coded_entry(t, stored)?);
+                coded.push((*t, archive::coded_entry(t, stored)?));
             }
         }
-        let entries: Vec<&crate::codec::CodedEntry> = coded.iter().collect();
-        let mut decoded = self.decode_to_host_blocking(&entries)?.into_iter();
-        items
-            .iter()
-            .map(|(t, stored)| {
-                let out = match t.encoding {
-                    archive::Encoding::Raw => archive::raw_tensor(t, stored)?.to_vec(),
-                    archive::Encoding::Rans => decoded.next().expect("one output per coded entry"),
-                };
-                archive::check_decoded(t, &out)?;
-                Ok(out)
-            })
-            .collect()
+        let entries: Vec<&crate::codec::CodedEntry> = coded.iter().map(|(_, e)| e).collect();
+        let decoded = match self.decode_to_host_blocking(&entries) {
+            Ok(decoded) => decoded,
+            Err(batch_error) => {
+                // Name the tensor that failed: decode them one by one.
+                for (t, entry) in &coded {
+                    self.decode_to_host_blocking(&[entry])
+                        .map_err(|e| e.in_tensor(&t.name))?;
+                }
+                return Err(batch_error);
+            }
+        };
+        let mut decoded = decoded.into_iter();
+        outs.resize_with(items.len(), Vec::new);
+        for ((t, stored), out) in items.iter().zip(outs.iter_mut()) {
+            match t.encoding {
+                archive::Encoding::Raw => {
+                    out.clear();
+                    out.extend_from_slice(archive::raw_tensor(t, stored)?);
+                }
+                archive::Encoding::Rans => {
+                    *out = decoded.next().expect("one output per coded entry")
+                }
+            }
+            archive::check_decoded(t, out)?;
+        }
+        Ok(())
     }
 }

@@ -97,6 +97,23 @@ fn corruption_is_caught_on_the_gpu_path() {
         err.contains("does not decode to its final state") || err.contains("decoded bytes fail"),
         "{err}"
     );
+    // In a batch with good tensors, the error still names the damaged one.
+    let good_items: Vec<(&exprans::archive::TensorIndex, &[u8])> = archive
+        .tensors
+        .iter()
+        .map(|t| {
+            (
+                &t.index,
+                &good[t.stored.start as usize..t.stored.end as usize],
+            )
+        })
+        .collect();
+    let mut items = good_items.clone();
+    items.push((&index, &stored));
+    let mut outs = Vec::new();
+    gpu.decode_batch(&good_items, &mut outs).unwrap();
+    let err = gpu.decode_batch(&items, &mut outs).unwrap_err().to_string();
+    assert!(err.contains(&format!("tensor '{}'", t.index.name)), "{err}");
 }
 
 #[test]
