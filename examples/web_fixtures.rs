@@ -2,7 +2,18 @@
 //!
 //! ```text
 //! cargo run --release --example web_fixtures -- OUT_DIR SAMPLE.safetensors PACKED...
+//! cargo run --release --example web_fixtures -- --embeddings OUT_DIR MODEL.safetensors \
+//!     MODEL_DIR ROWS.exprans.safetensors
 //! ```
+//!
+//! With `--embeddings`: the native reference of the browser's sentence-embedding test
+//! (`EmbeddingModel`): `embeddings.json` in `OUT_DIR`, holding the test sentences, their token
+//! ids, and their embeddings computed here by `exprans::infer` on the native GPU (wgpu; lavapipe
+//! on a machine without a GPU) from `ROWS.exprans.safetensors` (made by `exprans compress
+//! --rows-per-block 32`) with fused and with plain weights (as f32 bit patterns), with the GPU
+//! memory of the weights and the milliseconds per forward pass (median of 3 after a warm-up
+//! pass), and by the CPU f32 reference ([`exprans::infer::bert::CpuBert`]) from the plain
+//! `MODEL.safetensors`.
 //!
 //! `PACKED...` are compressed forms of `SAMPLE.safetensors` (made by the CLI, e.g. with different
 //! block sizes), already in `OUT_DIR`.
@@ -46,6 +57,9 @@ fn main() {
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--embeddings") {
+        return embeddings(&args[1..]);
+    }
     let [out, sample, packed_samples @ ..] = &args[..] else {
         return Err(Error::invalid(
             "usage: web_fixtures OUT_DIR SAMPLE.safetensors PACKED...",
@@ -532,4 +546,109 @@ fn check_split(decoder: &GpuDecoder, packed: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The sentences of the browser's embedding test: short, so that SwiftShader runs them quickly.
+const EMBED_SENTENCES: [&str; 3] = [
+    "A man is eating food.",
+    "A man eats a piece of bread.",
+    "The girl plays the violin.",
+];
+
+/// `--embeddings OUT_DIR MODEL.safetensors MODEL_DIR ROWS.exprans.safetensors`: `embeddings.json`.
+fn embeddings(args: &[String]) -> Result<()> {
+    use exprans::infer::bert::{BertConfig, CpuBert, GpuBert, GpuContext, WeightMode};
+    use exprans::infer::checkpoint::Checkpoint;
+    use exprans::infer::tokenizer::Tokenizer;
+    let [out, model, model_dir, rows] = args else {
+        return Err(Error::invalid(
+            "usage: web_fixtures --embeddings OUT_DIR MODEL.safetensors MODEL_DIR ROWS.exprans.safetensors",
+        ));
+    };
+    let text = |name: &str| -> Result<String> {
+        let bytes = read(&Path::new(model_dir).join(name))?;
+        String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{name} is not UTF-8")))
+    };
+    let config = BertConfig::from_json(&text("config.json")?)?;
+    let tokenizer = Tokenizer::from_json(&text("tokenizer.json")?)?;
+    // As EmbeddingModel (its default maxTokens, 256).
+    let max_tokens = 256.min(config.max_positions);
+    let ids: Vec<Vec<u32>> = EMBED_SENTENCES
+        .iter()
+        .map(|s| tokenizer.encode(s, max_tokens))
+        .collect();
+    let (plain_file, rows_file) = (read(Path::new(model))?, read(Path::new(rows))?);
+    let (plain, compressed) = (
+        Checkpoint::parse(&plain_file)?,
+        Checkpoint::parse(&rows_file)?,
+    );
+    if !compressed.is_compressed() {
+        return Err(Error::invalid(format!("{rows} is not an exprans file")));
+    }
+
+    let cpu = CpuBert::load(&config, &plain)?;
+    let start = Instant::now();
+    let cpu_embeddings = ids
+        .iter()
+        .map(|i| cpu.embed(i))
+        .collect::<Result<Vec<_>>>()?;
+    let cpu_ms = 1e3 * start.elapsed().as_secs_f64() / ids.len() as f64;
+
+    let decoder = GpuDecoder::new_default_blocking(DecoderOptions::default())?;
+    let adapter = serde_json::to_value(decoder.adapter()).unwrap_or(Value::Null);
+    let gpu = GpuContext::new_blocking(decoder)?;
+    let mut modes = Vec::new();
+    for mode in [WeightMode::Fused, WeightMode::Plain] {
+        // Plain weights from the compressed file too (decoded on the CPU), as the browser does.
+        let mut bert = GpuBert::load_blocking(&gpu, &config, &compressed, mode)?;
+        bert.embed_blocking(&ids[0])?;
+        let mut times = Vec::new();
+        let mut embeddings = Vec::new();
+        for _ in 0..3 {
+            embeddings.clear();
+            for i in &ids {
+                let t = Instant::now();
+                embeddings.push(bert.embed_blocking(i)?);
+                times.push(1e3 * t.elapsed().as_secs_f64());
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let worst = embeddings
+            .iter()
+            .zip(&cpu_embeddings)
+            .map(|(g, c)| exprans::infer::bert::cosine(g, c))
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "native {} ({}): {} bytes of weights, {:.1} ms per forward pass, cosine with CPU f32 >= {worst:.9}",
+            mode.name(),
+            adapter["name"].as_str().unwrap_or("?"),
+            bert.weight_bytes(),
+            times[times.len() / 2]
+        );
+        modes.push(json!({
+            "weights": mode.name(),
+            "weightBytes": bert.weight_bytes(),
+            "msPerPass": times[times.len() / 2],
+            "minCosineWithCpu": worst,
+            "bits": embeddings.iter().map(|e| e.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())
+                .collect::<Vec<_>>(),
+        }));
+    }
+    let result = json!({
+        "model": file_name(rows),
+        "modelBytes": rows_file.len(),
+        "sentences": EMBED_SENTENCES,
+        "ids": ids,
+        "hidden": config.hidden,
+        "adapter": adapter,
+        "gpu": modes,
+        "cpu": {"msPerPass": cpu_ms, "embeddings": cpu_embeddings},
+    });
+    let out = PathBuf::from(out);
+    write(
+        &out.join("embeddings.json"),
+        serde_json::to_string_pretty(&result)
+            .expect("JSON serializes")
+            .as_bytes(),
+    )
 }

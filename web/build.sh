@@ -5,7 +5,12 @@
 #   web/build.sh           the wasm module only
 #   web/build.sh --data    also the demo's data in target/web-test: the bundled sample compressed by
 #                          the CLI, the conformance file (every dtype and edge case) and the native
-#                          checksums and decode speeds of both (examples/web_fixtures.rs)
+#                          checksums and decode speeds of both (examples/web_fixtures.rs); and,
+#                          when all-MiniLM-L6-v2 is in $EXPRANS_MODELS_DIR (default ../shared/models:
+#                          all-MiniLM-L6-v2.bf16.safetensors and all-MiniLM-L6-v2/{tokenizer,config}.json),
+#                          the embedding demo's data: the model compressed with --rows-per-block 32
+#                          (and with default blocks, which fused weights refuse), its tokenizer and
+#                          config, and the native reference embeddings (embeddings.json)
 #
 # Needs rustup and cargo; adds the wasm32 target and installs wasm-bindgen-cli at exactly the
 # wasm-bindgen version of Cargo.lock when they are missing.
@@ -52,4 +57,22 @@ if [ "${1:-}" = "--data" ]; then
     -o "$DATA/minilm-slice.bf16.b16k.exprans.safetensors"
   "$TARGET_DIR/release/examples/web_fixtures" "$DATA" "$SAMPLE" \
     "$DATA/minilm-slice.bf16.exprans.safetensors" "$DATA/minilm-slice.bf16.b16k.exprans.safetensors"
+
+  MODELS=${EXPRANS_MODELS_DIR:-../shared/models}
+  MODEL="$MODELS/all-MiniLM-L6-v2.bf16.safetensors"
+  MODEL_DIR="$MODELS/all-MiniLM-L6-v2"
+  rm -f "$DATA/embeddings.json"
+  if [ -f "$MODEL" ] && [ -f "$MODEL_DIR/tokenizer.json" ] && [ -f "$MODEL_DIR/config.json" ]; then
+    echo "== embedding demo data (all-MiniLM-L6-v2)"
+    mkdir -p "$DATA/all-MiniLM-L6-v2"
+    install -m 644 "$MODEL_DIR/tokenizer.json" "$MODEL_DIR/config.json" "$DATA/all-MiniLM-L6-v2/"
+    "$TARGET_DIR/release/exprans" -q compress "$MODEL" --force --rows-per-block 32 \
+      -o "$DATA/all-MiniLM-L6-v2.rows32.exprans.safetensors"
+    "$TARGET_DIR/release/exprans" -q compress "$MODEL" --force \
+      -o "$DATA/all-MiniLM-L6-v2.exprans.safetensors"
+    "$TARGET_DIR/release/examples/web_fixtures" --embeddings "$DATA" "$MODEL" "$MODEL_DIR" \
+      "$DATA/all-MiniLM-L6-v2.rows32.exprans.safetensors"
+  else
+    echo "SKIPPED: embedding demo data: $MODEL or $MODEL_DIR/{tokenizer,config}.json is missing"
+  fi
 fi

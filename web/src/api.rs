@@ -38,9 +38,9 @@ const NO_WEBGPU: &str =
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
-    fn now_ms() -> f64;
+    pub(crate) fn now_ms() -> f64;
     #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(request: &web_sys::Request) -> js_sys::Promise;
+    pub(crate) fn fetch_request(request: &web_sys::Request) -> js_sys::Promise;
     /// A `Uint8Array`, for `subarray` with offsets past 4 GiB.
     #[wasm_bindgen(extends = Uint8Array)]
     type BigUint8Array;
@@ -51,14 +51,14 @@ extern "C" {
 }
 
 /// Internal results carry a one-line message; the JavaScript boundary turns it into an `Error`.
-type Res<T> = Result<T, String>;
+pub(crate) type Res<T> = Result<T, String>;
 
-fn js_error(message: String) -> JsError {
+pub(crate) fn js_error(message: String) -> JsError {
     JsError::new(&message)
 }
 
 /// The message of a JavaScript exception (an `Error`'s `message`, or the value as text).
-fn describe(value: &JsValue) -> String {
+pub(crate) fn describe(value: &JsValue) -> String {
     if let Some(s) = value.as_string() {
         return s;
     }
@@ -70,7 +70,7 @@ fn describe(value: &JsValue) -> String {
     format!("{value:?}")
 }
 
-fn lib_error(e: exprans::Error) -> String {
+pub(crate) fn lib_error(e: exprans::Error) -> String {
     e.to_string()
 }
 
@@ -107,7 +107,7 @@ pub fn version() -> String {
 // ---------------------------------------------------------------------------------------------
 // Options and plain JavaScript objects
 
-fn get(options: Option<&Object>, key: &str) -> JsValue {
+pub(crate) fn get(options: Option<&Object>, key: &str) -> JsValue {
     options
         .and_then(|o| Reflect::get(o, &key.into()).ok())
         .unwrap_or(JsValue::UNDEFINED)
@@ -122,7 +122,7 @@ fn opt_bool(options: Option<&Object>, key: &str, default: bool) -> Res<bool> {
         .ok_or_else(|| format!("option '{key}' must be true or false"))
 }
 
-fn opt_u64(options: Option<&Object>, key: &str) -> Res<Option<u64>> {
+pub(crate) fn opt_u64(options: Option<&Object>, key: &str) -> Res<Option<u64>> {
     let v = get(options, key);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
@@ -146,7 +146,7 @@ fn opt_function(options: Option<&Object>, key: &str) -> Res<Option<Function>> {
 }
 
 /// A plain object with these properties.
-fn object(props: &[(&str, JsValue)]) -> Object {
+pub(crate) fn object(props: &[(&str, JsValue)]) -> Object {
     let o = Object::new();
     for (key, value) in props {
         Reflect::set(&o, &(*key).into(), value).expect("setting a property of a new object");
@@ -158,7 +158,7 @@ fn set(o: &Object, key: &str, value: impl Into<JsValue>) {
     Reflect::set(o, &key.into(), &value.into()).expect("setting a property of a plain object");
 }
 
-fn number(n: u64) -> JsValue {
+pub(crate) fn number(n: u64) -> JsValue {
     JsValue::from_f64(n as f64)
 }
 
@@ -188,8 +188,10 @@ fn buffer_usage(options: Option<&Object>) -> Res<wgpu::BufferUsages> {
 /// tensors are `GPUBuffer`s on it.
 #[wasm_bindgen(js_name = Decoder)]
 pub struct WebDecoder {
-    gpu: Rc<GpuDecoder>,
+    pub(crate) gpu: Rc<GpuDecoder>,
     adapter: JsValue,
+    /// The inference kernels (`EmbeddingModel`), compiled on this device at first use.
+    pub(crate) infer: RefCell<Option<Rc<exprans::infer::bert::GpuContext>>>,
 }
 
 #[wasm_bindgen(js_class = Decoder)]
@@ -216,6 +218,7 @@ impl WebDecoder {
         Ok(WebDecoder {
             gpu: Rc::new(gpu),
             adapter,
+            infer: RefCell::new(None),
         })
     }
 
@@ -229,6 +232,7 @@ impl WebDecoder {
         Ok(WebDecoder {
             gpu: Rc::new(gpu),
             adapter: self.adapter.clone(),
+            infer: RefCell::new(None),
         })
     }
 
@@ -409,7 +413,7 @@ pub struct WebFile {
     ranged: bool,
 }
 
-fn u8_array_of(value: &JsValue) -> Res<Uint8Array> {
+pub(crate) fn u8_array_of(value: &JsValue) -> Res<Uint8Array> {
     if let Some(buffer) = value.dyn_ref::<js_sys::ArrayBuffer>() {
         return Ok(Uint8Array::new(buffer));
     }
@@ -429,7 +433,7 @@ fn u8_array_of(value: &JsValue) -> Res<Uint8Array> {
     Err("expected an ArrayBuffer or a typed array".into())
 }
 
-fn byte_length(value: &JsValue) -> u64 {
+pub(crate) fn byte_length(value: &JsValue) -> u64 {
     Reflect::get(value, &"byteLength".into())
         .ok()
         .and_then(|v| v.as_f64())

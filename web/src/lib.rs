@@ -24,4 +24,8 @@ pub mod http;
 #[cfg(target_arch = "wasm32")]
 mod api;
 #[cfg(target_arch = "wasm32")]
+mod embed;
+#[cfg(target_arch = "wasm32")]
 pub use api::{crc32c, version, webgpu_available, WebDecoder, WebFile};
+#[cfg(target_arch = "wasm32")]
+pub use embed::{cosine, WebEmbeddingModel};

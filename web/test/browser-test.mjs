@@ -5,7 +5,12 @@
 // own UI, and checks the message a browser without WebGPU gets. Any failure, including a
 // Chromium that cannot be started, exits with status 1: nothing is skipped.
 //
-//   node web/test/browser-test.mjs --data DIR [--chromium PATH]
+//   node web/test/browser-test.mjs --data DIR [--chromium PATH] [--embed-only]
+//
+// When DIR holds embeddings.json (web/build.sh --data writes it when all-MiniLM-L6-v2 is in the
+// shared models folder), it also runs the sentence-embedding test on embed.html; otherwise it
+// prints "SKIPPED: ..." for that part only. --embed-only runs just that part (and then fails,
+// since the rest was not checked): for working on it.
 //
 // DIR holds expected.json and the compressed files (web/test.sh makes it). The Chromium binary is
 // --chromium, else $CHROMIUM, else /usr/bin/chromium (Debian's package `chromium`).
@@ -18,7 +23,10 @@ import { startServer } from "../serve.mjs";
 
 const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu"];
-const TIMEOUT_MS = 8 * 60 * 1000;
+const TIMEOUT_MS = 12 * 60 * 1000;
+// Whether the browser's fused embeddings must be bit-identical to the native GPU's (see
+// web/README.md, "Sentence embeddings").
+const EMBED_BIT_IDENTICAL = false;
 
 function fail(message) {
   console.error(`\nFAIL: ${message}`);
@@ -66,6 +74,145 @@ function printThroughput(expected, result) {
   if (copy) console.log(`  browser copy u32 shader (16 MiB): ${mbps(copy)} MB/s`);
 }
 
+/** The embedding test (embed.html, EmbeddingModel): all-MiniLM-L6-v2 from its row-aligned
+ * compressed file, fused (required) and plain weights, one forward pass per sentence per mode,
+ * against the native reference of examples/web_fixtures.rs --embeddings (embeddings.json).
+ * Returns the results for browser-results.json, or null when the shared models are absent. */
+async function embedTest(browser, url, data, failures) {
+  const refPath = path.join(data, "embeddings.json");
+  if (!fs.existsSync(refPath)) {
+    console.log("\nSKIPPED: embedding test: no embeddings.json (web/build.sh --data writes it when " +
+      "all-MiniLM-L6-v2 is in $EXPRANS_MODELS_DIR or ../shared/models)");
+    return null;
+  }
+  const ref = JSON.parse(fs.readFileSync(refPath, "utf8"));
+  const started = Date.now();
+  const page = await browser.newPage();
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") console.log(`  [embed page ${m.type()}] ${m.text()}`);
+  });
+  await page.goto(`${url}/embed.html`);
+  await page.waitForFunction(() => window.embedReady !== undefined, null, { timeout: 60_000 });
+  const ready = await page.evaluate(() => window.embedReady);
+  if (ready !== "ready") {
+    failures.push(`embed page: no WebGPU device (${ready}): ${await page.textContent("#no-webgpu")}`);
+    return null;
+  }
+
+  // 1. A model that is not row-aligned is refused for fused weights with a clear message.
+  const refusal = await page.evaluate(async () => {
+    const { EmbeddingModel } = await import("/pkg/exprans_web.js");
+    try {
+      const m = await EmbeddingModel.load(window.embedDemo.decoder, {
+        modelUrl: "data/all-MiniLM-L6-v2.exprans.safetensors", weights: "fused",
+        tokenizerUrl: "data/all-MiniLM-L6-v2/tokenizer.json", configUrl: "data/all-MiniLM-L6-v2/config.json",
+      });
+      m.free();
+      return "loaded";
+    } catch (e) {
+      return e.message;
+    }
+  });
+  if (!/--rows-per-block 32/.test(refusal)) failures.push(`embed: a model without whole-row blocks gave: ${refusal}`);
+  console.log(`\nembedding test: default-block model refused for fused weights: ${refusal.slice(0, 110)}…`);
+
+  // 2. The page's UI: the test sentences, fused and plain weights.
+  await page.fill("#sentences", ref.sentences.join("\n"));
+  for (const mode of ["fused", "plain", "decoded"]) {
+    await page.setChecked(`.mode[value=${mode}]`, mode !== "decoded");
+  }
+  await page.click("#run");
+  await page.waitForSelector("#summary[data-state]", { timeout: 300_000 });
+  const state = await page.getAttribute("#summary", "data-state");
+  const summary = await page.textContent("#summary");
+  console.log(`embed page: ${summary}`);
+  if (state !== "done") {
+    failures.push(`embed page: ${summary}`);
+    return null;
+  }
+  const results = await page.evaluate(() => window.embedDemo.results.map((r) => ({
+    weights: r.weights, weightBytes: r.weightBytes, loadMs: r.loadMs, passMs: r.passMs, ids: r.ids,
+    values: r.embeddings.map((e) => Array.from(e)),
+    bits: r.embeddings.map((e) => Array.from(new Uint32Array(e.buffer, e.byteOffset, e.length))),
+  })));
+  const cos = (a, b) => {
+    let d = 0, na = 0, nb = 0;
+    for (let i = 0; i < a.length; i++) { d += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+    return d / Math.sqrt(na * nb);
+  };
+  const fused = results.find((r) => r.weights === "fused");
+  const nativeFused = ref.gpu.find((g) => g.weights === "fused");
+  if (JSON.stringify(fused.ids) !== JSON.stringify(ref.ids)) {
+    failures.push(`embed: token ids differ from native: ${JSON.stringify(fused.ids)} vs ${JSON.stringify(ref.ids)}`);
+  }
+  const report = { sentences: ref.sentences, modes: [] };
+  for (const r of results) {
+    const native = ref.gpu.find((g) => g.weights === r.weights);
+    const values = r.bits.flat().length;
+    const same = r.bits.flat().filter((b, i) => b === native.bits.flat()[i]).length;
+    const minCpu = Math.min(...r.values.map((e, i) => cos(e, ref.cpu.embeddings[i])));
+    const minNative = Math.min(...r.values.map((e, i) =>
+      cos(e, Array.from(new Float32Array(new Uint32Array(native.bits[i]).buffer)))));
+    const nativeValues = native.bits.flat().map((b) => new Float32Array(new Uint32Array([b]).buffer)[0]);
+    const maxAbsDiff = Math.max(...r.values.flat().map((v, i) => Math.abs(v - nativeValues[i])));
+    const sameAsFused = r.bits.flat().every((b, i) => b === fused.bits.flat()[i]);
+    const median = [...r.passMs].sort((a, b) => a - b)[Math.floor(r.passMs.length / 2)];
+    report.modes.push({ weights: r.weights, weightBytes: r.weightBytes, nativeWeightBytes: native.weightBytes,
+      browserMsPerPass: median, passMs: r.passMs, loadMs: r.loadMs, nativeMsPerPass: native.msPerPass,
+      bitIdenticalValues: same, values, maxAbsDiffWithNativeGpu: maxAbsDiff, minCosineWithCpu: minCpu, minCosineWithNativeGpu: minNative,
+      bitIdenticalToBrowserFused: sameAsFused });
+    if (r.weightBytes !== native.weightBytes) {
+      failures.push(`embed ${r.weights}: ${r.weightBytes} bytes of weights, native ${native.weightBytes}`);
+    }
+    if (!sameAsFused) failures.push(`embed ${r.weights}: not bit-identical to the browser's fused embeddings`);
+    if (EMBED_BIT_IDENTICAL && same !== values) {
+      failures.push(`embed ${r.weights}: ${values - same} of ${values} values differ from the native GPU's`);
+    }
+    if (minNative < 0.9999) failures.push(`embed ${r.weights}: cosine with the native GPU's ${minNative}`);
+    if (minCpu < 0.9999) failures.push(`embed ${r.weights}: cosine with the CPU f32 reference ${minCpu}`);
+  }
+  if (fused.weightBytes >= results.find((r) => r.weights === "plain")?.weightBytes) {
+    failures.push("embed: fused weights do not hold less GPU memory than plain ones");
+  }
+  if (pageErrors.length) failures.push(`embed page errors: ${pageErrors.join("; ")}`);
+  await page.close();
+
+  // 3. Without WebGPU, the embedding page says so.
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined, configurable: true });
+  });
+  const bare = await context.newPage();
+  await bare.goto(`${url}/embed.html`);
+  await bare.waitForFunction(() => window.embedReady !== undefined, null, { timeout: 60_000 });
+  const message = (await bare.textContent("#no-webgpu")) ?? "";
+  if ((await bare.evaluate(() => window.embedReady)) !== "no-webgpu" || !(await bare.isVisible("#no-webgpu")) ||
+      !/no WebGPU/.test(message)) {
+    failures.push(`embed page without WebGPU says: '${message}'`);
+  }
+  await context.close();
+
+  console.log(`Sentence embeddings, all-MiniLM-L6-v2 (${ref.sentences.length} sentences of ` +
+    `${ref.ids.map((i) => i.length).join("/")} tokens), browser (SwiftShader) beside native GPU ` +
+    `(${ref.adapter?.name ?? "?"}), same run:`);
+  console.log("  weights  GPU memory of weights  browser ms/pass  native ms/pass  values bit-identical to native  min cosine vs CPU f32");
+  for (const m of report.modes) {
+    console.log(`  ${m.weights.padEnd(8)} ${String(m.weightBytes).padStart(21)} ${m.browserMsPerPass.toFixed(0).padStart(16)}` +
+      ` ${m.nativeMsPerPass.toFixed(0).padStart(15)} ${`${m.bitIdenticalValues}/${m.values}`.padStart(31)}` +
+      ` ${m.minCosineWithCpu.toFixed(9).padStart(22)}`);
+  }
+  const f = report.modes[0];
+  console.log(`  ${f.weights}: lowest cosine with the native GPU's ${f.minCosineWithNativeGpu.toFixed(9)}, largest ` +
+    `difference ${f.maxAbsDiffWithNativeGpu.toExponential(2)} (SwiftShader and llvmpipe round differently: ` +
+    "web/README.md); plain bit-identical to fused in the browser: " +
+    `${report.modes.every((m) => m.bitIdenticalToBrowserFused) ? "yes" : "NO"}`);
+  console.log(`  native CPU f32 reference: ${ref.cpu.msPerPass.toFixed(0)} ms per pass; embedding test took ` +
+    `${((Date.now() - started) / 1000).toFixed(0)} s`);
+  return report;
+}
+
 async function main() {
   const data = option("--data");
   if (!data) fail("usage: browser-test.mjs --data DIR [--chromium PATH]");
@@ -108,6 +255,10 @@ async function main() {
       if (r.url().includes("/data/") && range) ranged.push({ url: r.url(), range, status: r.status() });
     });
 
+    if (process.argv.includes("--embed-only")) {
+      await embedTest(browser, url, data, failures);
+      throw new Error("--embed-only: the other checks were not run");
+    }
     await page.goto(`${url}/index.html`);
     await page.waitForFunction(() => window.expransReady !== undefined, null, { timeout: 60_000 });
     const ready = await page.evaluate(() => window.expransReady);
@@ -169,9 +320,10 @@ async function main() {
     await context.close();
 
     printThroughput(expected, result);
+    const embeddings = await embedTest(browser, url, data, failures);
     fs.writeFileSync(
       path.join(data, "browser-results.json"),
-      JSON.stringify({ info: result.info, timings: result.timings, native: expected.native }, null, 2),
+      JSON.stringify({ info: result.info, timings: result.timings, native: expected.native, embeddings }, null, 2),
     );
   } catch (e) {
     failures.push(`test aborted: ${e.message}`);
