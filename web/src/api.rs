@@ -191,7 +191,7 @@ pub struct WebDecoder {
     pub(crate) gpu: Rc<GpuDecoder>,
     adapter: JsValue,
     /// The inference kernels (`EmbeddingModel`), compiled on this device at first use.
-    pub(crate) infer: RefCell<Option<Rc<exprans::infer::bert::GpuContext>>>,
+    pub(crate) infer: RefCell<Option<Rc<exprans_infer::bert::GpuContext>>>,
 }
 
 #[wasm_bindgen(js_class = Decoder)]

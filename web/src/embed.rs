@@ -1,5 +1,5 @@
 //! Sentence embeddings on WebGPU (`EmbeddingModel` in JavaScript): a BERT sentence encoder
-//! (all-MiniLM-L6-v2 and its kin) run by the library's own [`exprans::infer`] code, with the same
+//! (all-MiniLM-L6-v2 and its kin) run by the library's own [`exprans_infer`] code, with the same
 //! WGSL kernels as natively, from a compressed model whose matrices stay compressed on the GPU
 //! and are decoded inside the matrix kernels (`weights: "fused"`), or are held plain.
 //!
@@ -18,11 +18,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use exprans::gpu::{DecoderOptions, GpuDecoder};
-use exprans::infer::bert::{self, BertConfig, GpuBert, GpuContext, WeightMode};
-use exprans::infer::checkpoint::Checkpoint;
-use exprans::infer::matvec::row_aligned_block_rows;
-use exprans::infer::tokenizer::Tokenizer;
 use exprans::params::ATTENTION_MAX_TOKENS;
+use exprans_infer::bert::{self, BertConfig, GpuBert, GpuContext, WeightMode};
+use exprans_infer::checkpoint::Checkpoint;
+use exprans_infer::matvec::row_aligned_block_rows;
+use exprans_infer::tokenizer::Tokenizer;
 use js_sys::{Array, Float32Array, Object, Uint32Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -345,7 +345,7 @@ impl WebEmbeddingModel {
     }
 }
 
-/// Cosine similarity of two embeddings (f64 accumulation, as `exprans::infer::bert::cosine`).
+/// Cosine similarity of two embeddings (f64 accumulation, as `exprans_infer::bert::cosine`).
 #[wasm_bindgen]
 pub fn cosine(a: &[f32], b: &[f32]) -> Result<f64, JsError> {
     if a.len() != b.len() {

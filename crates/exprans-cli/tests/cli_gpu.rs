@@ -1,0 +1,172 @@
+//! The CLI's GPU paths on whatever adapter the machine has (lavapipe in CI): decompress and
+//! verify with `--device gpu`, `devices`, `selftest`, `bench --device gpu`. These fail, not skip,
+//! without an adapter (install Mesa: `apt-get install -y mesa-vulkan-drivers`), unless
+//! `EXPRANS_SKIP_GPU_TESTS=1`.
+
+use exprans_testkit as common;
+
+use common::*;
+
+#[test]
+fn decompress_and_verify_on_the_gpu() {
+    if !gpu_tests_enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("edge.safetensors");
+    std::fs::write(&input, safetensors_bytes(&edge_case_tensors(), None)).unwrap();
+    for extra in [&[][..], &["--fast"], &["--block-size", "1000"]] {
+        let packed = dir.path().join("edge.xr");
+        let mut args = vec![
+            "compress".to_string(),
+            input.display().to_string(),
+            "-o".into(),
+            packed.display().to_string(),
+            "--force".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        ok(run(env!("CARGO_BIN_EXE_exprans"), &args));
+        let back = dir.path().join("back.safetensors");
+        ok(cli!(
+            "decompress",
+            packed,
+            "-o",
+            back,
+            "--device",
+            "gpu",
+            "--force"
+        ));
+        assert!(
+            std::fs::read(&back).unwrap() == std::fs::read(&input).unwrap(),
+            "{extra:?}"
+        );
+        ok(cli!("verify", packed, input, "--device", "gpu"));
+        // `auto` on a CPU adapter (lavapipe) decodes on the CPU; either way the bytes are right.
+        ok(cli!(
+            "decompress",
+            packed,
+            "-o",
+            back,
+            "--device",
+            "auto",
+            "--force"
+        ));
+        assert!(std::fs::read(&back).unwrap() == std::fs::read(&input).unwrap());
+    }
+}
+
+#[test]
+fn corruption_is_caught_on_the_gpu_path() {
+    if !gpu_tests_enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let packed = dir.path().join("s.exprans.safetensors");
+    ok(cli!("compress", sample(), "-o", packed));
+    let good = std::fs::read(&packed).unwrap();
+    let archive = exprans::archive::Archive::from_bytes(&good).unwrap();
+    let t = archive
+        .tensors
+        .iter()
+        .find(|t| t.index.bytes > 100_000)
+        .unwrap();
+
+    // A flipped bit: the stored checksum fails before anything is uploaded.
+    let mut bad = good.clone();
+    bad[t.stored.start as usize + 5000] ^= 4;
+    let bad_path = dir.path().join("bad.xr");
+    std::fs::write(&bad_path, &bad).unwrap();
+    fails(
+        cli!("verify", bad_path, "--device", "gpu"),
+        &bad_path,
+        "fail their checksum",
+    );
+
+    // The same damage behind a recomputed checksum: the GPU's end-of-lane check reports it.
+    let mut stored = good[t.stored.start as usize..t.stored.end as usize].to_vec();
+    let entry = exprans::archive::coded_entry(&t.index, &stored).unwrap();
+    let at = entry.geometry.words_offset + 777;
+    stored[at] ^= 0x20;
+    let mut index = t.index.clone();
+    index.stored_crc32c = crc32c::crc32c(&stored);
+    let mut gpu = exprans::gpu::GpuDecoder::new_default_blocking(Default::default()).unwrap();
+    use exprans::convert::TensorDecoder;
+    let err = gpu.decode(&index, &stored).unwrap_err().to_string();
+    assert!(
+        err.contains("does not decode to its final state") || err.contains("decoded bytes fail"),
+        "{err}"
+    );
+    // In a batch with good tensors, the error still names the damaged one.
+    let good_items: Vec<(&exprans::archive::TensorIndex, &[u8])> = archive
+        .tensors
+        .iter()
+        .map(|t| {
+            (
+                &t.index,
+                &good[t.stored.start as usize..t.stored.end as usize],
+            )
+        })
+        .collect();
+    let mut items = good_items.clone();
+    items.push((&index, &stored));
+    let mut outs = Vec::new();
+    gpu.decode_batch(&good_items, &mut outs).unwrap();
+    let err = gpu.decode_batch(&items, &mut outs).unwrap_err().to_string();
+    assert!(err.contains(&format!("tensor '{}'", t.index.name)), "{err}");
+}
+
+#[test]
+fn devices_and_selftest() {
+    if !gpu_tests_enabled() {
+        return;
+    }
+    let out = ok(cli!("devices"));
+    assert!(out.contains("subgroup sizes"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&ok(cli!("devices", "--json"))).unwrap();
+    assert!(!json.as_array().unwrap().is_empty());
+    let out = ok(cli!("selftest", "--all-adapters"));
+    let passes = out.lines().filter(|l| l.starts_with("PASS ")).count();
+    assert!(
+        passes >= 2,
+        "expected the portable and subgroup kernels to pass:\n{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+    assert!(out.contains("portable kernel"), "{out}");
+}
+
+#[test]
+fn bench_reports_gpu_and_cpu_figures() {
+    if !gpu_tests_enabled() {
+        return;
+    }
+    let out = ok(cli!(
+        "bench",
+        sample(),
+        "--device",
+        "gpu",
+        "--json",
+        "--repeat",
+        "1"
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["ratio"].as_f64().unwrap() < 0.67);
+    assert!(v["speeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["bytes_per_second"].as_f64().unwrap() > 0.0));
+    for mode in ["default", "fast"] {
+        let g = &v["gpu"][mode];
+        for k in [
+            "decode",
+            "copy_u32",
+            "copy_vec4",
+            "upload_decode_read_back",
+            "upload_uncompressed",
+        ] {
+            assert!(g[k].as_f64().unwrap() > 0.0, "{k}: {g}");
+        }
+        assert!(g["decode_vs_copy_u32"].as_f64().unwrap() > 0.0);
+    }
+}

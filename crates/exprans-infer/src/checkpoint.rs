@@ -1,0 +1,148 @@
+//! Model weights from a safetensors file held in memory, plain or compressed by exprans.
+
+use exprans::archive::{self, Archive, BlockLayout, CpuDecoder, Encoding};
+use exprans::codec::{CodedEntry, EncodeOptions};
+use exprans::convert::{compress_into, read_header};
+use exprans::safetensors::Header;
+use exprans::{Error, Result};
+
+/// A checkpoint: a plain safetensors file or an exprans file, in memory.
+#[derive(Debug)]
+pub enum Checkpoint<'a> {
+    /// An ordinary safetensors file.
+    Plain {
+        /// The whole file.
+        file: &'a [u8],
+        /// Its parsed header.
+        header: Header,
+    },
+    /// An exprans file.
+    Compressed {
+        /// The whole file.
+        file: &'a [u8],
+        /// Its parsed header.
+        archive: Archive,
+    },
+}
+
+/// What a checkpoint says about one tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Original dtype string.
+    pub dtype: String,
+    /// Original shape.
+    pub shape: Vec<u64>,
+}
+
+impl<'a> Checkpoint<'a> {
+    /// Parses `file`, an exprans file (`__metadata__.format == "exprans"`) or a plain one.
+    pub fn parse(file: &'a [u8]) -> Result<Checkpoint<'a>> {
+        let header = read_header(file)?;
+        let format = header.metadata.as_ref().and_then(|m| m.get("format"));
+        if format.map(String::as_str) == Some(archive::FORMAT_NAME) {
+            Ok(Checkpoint::Compressed {
+                file,
+                archive: Archive::from_bytes(file)?,
+            })
+        } else {
+            Ok(Checkpoint::Plain { file, header })
+        }
+    }
+
+    /// Whether this is an exprans file.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Checkpoint::Compressed { .. })
+    }
+
+    /// Dtype and shape of tensor `name`.
+    pub fn info(&self, name: &str) -> Result<TensorInfo> {
+        let missing = || Error::invalid(format!("checkpoint has no tensor '{name}'"));
+        match self {
+            Checkpoint::Plain { header, .. } => {
+                let (_, e) = header
+                    .tensors
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(missing)?;
+                Ok(TensorInfo {
+                    dtype: e.dtype.clone(),
+                    shape: e.shape.clone(),
+                })
+            }
+            Checkpoint::Compressed { archive, .. } => {
+                let t = archive.tensor(name).ok_or_else(missing)?;
+                Ok(TensorInfo {
+                    dtype: t.index.dtype.clone(),
+                    shape: t.index.shape.clone(),
+                })
+            }
+        }
+    }
+
+    /// The tensor's original little-endian bytes: borrowed from a plain file, decoded on the CPU
+    /// (checksums checked) from a compressed one.
+    pub fn bytes(&self, name: &str) -> Result<std::borrow::Cow<'a, [u8]>> {
+        match self {
+            Checkpoint::Plain { file, header } => {
+                let (_, e) = header
+                    .tensors
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(|| Error::invalid(format!("checkpoint has no tensor '{name}'")))?;
+                let start = header.data_start() as usize;
+                let (b, end) = e.data_offsets;
+                Ok(std::borrow::Cow::Borrowed(
+                    &file[start + b as usize..start + end as usize],
+                ))
+            }
+            Checkpoint::Compressed { .. } => {
+                let (index, stored) = self.stored(name)?;
+                let decoder = CpuDecoder::Fast { parallel: true };
+                Ok(archive::decode_tensor(index, stored, decoder)?.into())
+            }
+        }
+    }
+
+    /// The stored entry of tensor `name` of a compressed checkpoint: its index record and stored
+    /// bytes. Fails on a plain checkpoint.
+    pub fn stored(&self, name: &str) -> Result<(&archive::TensorIndex, &'a [u8])> {
+        let Checkpoint::Compressed { file, archive } = self else {
+            return Err(Error::invalid("not a compressed checkpoint"));
+        };
+        let t = archive
+            .tensor(name)
+            .ok_or_else(|| Error::invalid(format!("checkpoint has no tensor '{name}'")))?;
+        Ok((
+            &t.index,
+            &file[t.stored.start as usize..t.stored.end as usize],
+        ))
+    }
+
+    /// The coded entry of tensor `name` (stored checksum checked), or `None` when the tensor is
+    /// stored verbatim or the checkpoint is plain.
+    pub fn coded_entry(&self, name: &str) -> Result<Option<CodedEntry<'a>>> {
+        if !self.is_compressed() {
+            return Ok(None);
+        }
+        let (index, stored) = self.stored(name)?;
+        if index.encoding == Encoding::Raw {
+            return Ok(None);
+        }
+        archive::check_stored(index, stored)?;
+        archive::coded_entry(index, stored).map(Some)
+    }
+}
+
+/// Compresses a safetensors file in memory with whole-row blocks of `rows_per_block` rows
+/// (`exprans compress --rows-per-block N`, with `--fast` when `fast`): the layout
+/// [`crate::matvec::GpuMatrix::fused`] needs.
+pub fn compress_row_aligned(file: &[u8], rows_per_block: u32, fast: bool) -> Result<Vec<u8>> {
+    let opts = EncodeOptions {
+        fast,
+        ..EncodeOptions::default()
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let layout = BlockLayout::Rows(rows_per_block);
+    compress_into(file, &mut out, &opts, layout, &|_| {})?;
+    Ok(out.into_inner())
+}

@@ -1,0 +1,474 @@
+//! The fused decode+matvec kernel gives bit-identical results to the plain kernel over the same
+//! uncompressed weights, for BF16 and F16, odd shapes, batches 1 to 8 (and tiled beyond), every
+//! combination of coded planes, and entries from the real encoder; both agree with a CPU
+//! reference within f32 rounding; damaged streams are reported, not hung on.
+//!
+//! The GPU tests fail when no Vulkan adapter exists (install one with
+//! `apt-get install -y mesa-vulkan-drivers`), unless `EXPRANS_SKIP_GPU_TESTS=1`.
+
+use exprans_testkit as common;
+
+use common::quiet_wayland;
+use std::sync::OnceLock;
+
+use exprans::archive::BlockLayout;
+use exprans::codec::{self, CodedEntry, EncodeOptions, Geometry};
+use exprans::gpu::{DecoderOptions, GpuDecoder};
+use exprans::planes::PlaneLayout;
+use exprans::Error;
+use exprans_infer::matvec::{Dtype16, GpuMatrix, MatrixKernels};
+use exprans_infer::shaders::wgsl_modules;
+
+// ---------------------------------------------------------------------------------------------
+// Shader validation (no GPU needed)
+
+#[test]
+fn modules_validate_and_stay_within_webgpu_default_limits() {
+    for m in wgsl_modules() {
+        let module = naga::front::wgsl::parse_str(&m.source)
+            .unwrap_or_else(|e| panic!("{}: {}", m.name, e.emit_to_string(&m.source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {}", m.name, e.emit_to_string(&m.source)));
+        let names: Vec<&str> = module
+            .entry_points
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, m.entry_points, "{}", m.name);
+        for ep in &module.entry_points {
+            let [x, y, z] = ep.workgroup_size;
+            assert!(x * y * z <= 256, "{} {}: {x}x{y}x{z}", m.name, ep.name);
+        }
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (mut workgroup_bytes, mut storage) = (0, 0);
+        for (_, var) in module.global_variables.iter() {
+            match var.space {
+                naga::AddressSpace::WorkGroup => workgroup_bytes += layouter[var.ty].size,
+                naga::AddressSpace::Storage { .. } => storage += 1,
+                _ => {}
+            }
+        }
+        assert!(
+            workgroup_bytes <= 16 * 1024,
+            "{}: {workgroup_bytes} B",
+            m.name
+        );
+        assert!(storage <= 8, "{}: {storage} storage buffers", m.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device
+
+struct Gpu {
+    decoder: GpuDecoder,
+    kernels: MatrixKernels,
+}
+
+/// The Vulkan device, or `None` with EXPRANS_SKIP_GPU_TESTS=1.
+fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+            eprintln!("EXPRANS_SKIP_GPU_TESTS=1: skipping GPU matvec tests");
+            return None;
+        }
+        quiet_wayland();
+        let decoder = pollster::block_on(GpuDecoder::with_backends(
+            wgpu::Backends::VULKAN,
+            DecoderOptions::default(),
+        ))
+        .unwrap_or_else(|e| {
+            // The message says how to install an adapter (mesa-vulkan-drivers).
+            panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)")
+        });
+        let kernels = MatrixKernels::new_blocking(decoder.device()).expect("kernels compile");
+        Some(Gpu { decoder, kernels })
+    })
+    .as_ref()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test data
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    /// Weight-like values: roughly normal, scale 0.05, with some exact zeros and tiny values.
+    fn weight(&mut self) -> f32 {
+        match self.next() % 64 {
+            0 => 0.0,
+            1 => 1e-6 * self.uniform(),
+            _ => 0.05 * (0..4).map(|_| self.uniform()).sum::<f32>(),
+        }
+    }
+}
+
+fn to_bytes(dtype: Dtype16, values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|&v| match dtype {
+            Dtype16::Bf16 => half::bf16::from_f32(v).to_le_bytes(),
+            Dtype16::F16 => half::f16::from_f32(v).to_le_bytes(),
+        })
+        .collect()
+}
+
+fn from_bytes(dtype: Dtype16, bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| dtype.to_f32(u16::from_le_bytes([b[0], b[1]])))
+        .collect()
+}
+
+/// A coded entry of `data` with exactly the planes of `mask` coded, even where coding does not
+/// pay (which `codec::encode` would refuse), following docs/FORMAT.md section 4.
+fn forced_entry(data: &[u8], block_size: u32, mask: u8) -> Vec<u8> {
+    exprans::codec::encode_with_mask(PlaneLayout::Float16, data, block_size, mask).unwrap()
+}
+
+/// Block size of `rows_per_block` rows of `cols` (doubled when odd), as the compressor picks it.
+fn row_block_size(rows: usize, cols: usize, rows_per_block: u32) -> u32 {
+    let shape = [rows as u64, cols as u64];
+    BlockLayout::Rows(rows_per_block)
+        .options_for(&shape, &EncodeOptions::default())
+        .unwrap()
+        .block_size
+}
+
+/// A matrix case: weights, their coded entry, activations.
+struct Case {
+    what: String,
+    dtype: Dtype16,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+    entry: Vec<u8>,
+    bias: Option<Vec<u8>>,
+    gelu: bool,
+}
+
+impl Case {
+    fn parse(&self) -> CodedEntry<'_> {
+        CodedEntry::parse(
+            &self.entry,
+            PlaneLayout::Float16,
+            (self.rows * self.cols) as u64,
+        )
+        .unwrap()
+    }
+
+    /// The fused and the plain matrix (whose blocks differ: the summation order does not depend
+    /// on them).
+    fn matrices(&self, gpu: &Gpu) -> (GpuMatrix, GpuMatrix) {
+        let device = gpu.decoder.device();
+        let (r, c) = (self.rows as u32, self.cols as u32);
+        let fused = GpuMatrix::fused(device, &self.what, self.dtype, r, c, &self.parse()).unwrap();
+        assert!(fused.is_fused());
+        let plain = GpuMatrix::plain(device, &self.what, self.dtype, r, c, &self.data).unwrap();
+        (fused, plain)
+    }
+
+    fn run(&self, gpu: &Gpu, m: &GpuMatrix, x: &[f32], tokens: u32) -> Result<Vec<f32>, Error> {
+        let (d, q) = (gpu.decoder.device(), gpu.decoder.queue());
+        gpu.kernels
+            .matvec_blocking(d, q, m, x, tokens, self.bias.as_deref(), self.gelu)
+    }
+
+    /// CPU reference in f64, and for each output the sum of |products| (the rounding scale).
+    fn reference(&self, x: &[f32], tokens: usize) -> (Vec<f64>, Vec<f64>) {
+        let w = from_bytes(self.dtype, &self.data);
+        let bias = self.bias.as_ref().map(|b| from_bytes(self.dtype, b));
+        let (mut y, mut scale) = (Vec::new(), Vec::new());
+        for t in 0..tokens {
+            for r in 0..self.rows {
+                let products = (0..self.cols)
+                    .map(|c| w[r * self.cols + c] as f64 * x[t * self.cols + c] as f64);
+                let mut s: f64 = products.clone().sum();
+                let mut a: f64 = products.map(f64::abs).sum();
+                if let Some(b) = &bias {
+                    s += b[r] as f64;
+                    a += (b[r] as f64).abs();
+                }
+                if self.gelu {
+                    s = 0.5 * s * (1.0 + exprans_infer::bert::erf(s / std::f64::consts::SQRT_2));
+                }
+                y.push(s);
+                scale.push(a);
+            }
+        }
+        (y, scale)
+    }
+}
+
+fn case(
+    dtype: Dtype16,
+    rows: usize,
+    cols: usize,
+    rows_per_block: u32,
+    mask: u8,
+    seed: u64,
+) -> Case {
+    let mut rng = Rng(seed);
+    let values: Vec<f32> = (0..rows * cols).map(|_| rng.weight()).collect();
+    let data = to_bytes(dtype, &values);
+    let block_size = row_block_size(rows, cols, rows_per_block);
+    Case {
+        what: format!("{dtype:?} {rows}x{cols} rows/block {rows_per_block} mask {mask:#b}"),
+        dtype,
+        rows,
+        cols,
+        entry: forced_entry(&data, block_size, mask),
+        data,
+        bias: None,
+        gelu: false,
+    }
+}
+
+/// Runs `c` fused and plain on `tokens` random vectors: the two must agree bit for bit, and both
+/// must match the f64 reference within f32 rounding.
+fn check(gpu: &Gpu, c: &Case, tokens: u32, seed: u64) {
+    let mut rng = Rng(seed);
+    let x: Vec<f32> = (0..tokens as usize * c.cols)
+        .map(|_| rng.uniform())
+        .collect();
+    let (fused, plain) = c.matrices(gpu);
+    let y_fused = c.run(gpu, &fused, &x, tokens).unwrap();
+    let y_plain = c.run(gpu, &plain, &x, tokens).unwrap();
+    assert_eq!(y_fused.len(), tokens as usize * c.rows);
+    for (i, (a, b)) in y_fused.iter().zip(&y_plain).enumerate() {
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "{}, batch {tokens}: output {i}: fused {a} plain {b}",
+            c.what
+        );
+    }
+    let (reference, scale) = c.reference(&x, tokens as usize);
+    for (i, ((got, want), s)) in y_fused.iter().zip(&reference).zip(&scale).enumerate() {
+        let tolerance = 1e-5 * s + 1e-6;
+        assert!(
+            (*got as f64 - want).abs() <= tolerance,
+            "{}, batch {tokens}: output {i} is {got}, reference {want}",
+            c.what
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn fused_and_plain_are_bit_identical_on_odd_shapes_and_batches() {
+    let Some(gpu) = gpu() else { return };
+    let shapes: [(usize, usize, &[u32]); 5] = [
+        (1, 1, &[1]),
+        (3, 7, &[1, 2]),
+        (37, 129, &[1, 5]),
+        (384, 1536, &[2]),
+        (1536, 384, &[16]),
+    ];
+    let mut seed = 1;
+    for dtype in [Dtype16::Bf16, Dtype16::F16] {
+        for &(rows, cols, rows_per_block) in &shapes {
+            for &n in rows_per_block {
+                // Both planes coded (default mode), exponent only (fast mode), mantissa only.
+                for mask in [0b11, 0b01, 0b10] {
+                    seed += 1;
+                    let c = case(dtype, rows, cols, n, mask, seed);
+                    let batch = 1 + (seed % 8) as u32;
+                    check(gpu, &c, batch, seed);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_batch_size_and_tiling_past_the_workgroup_batch() {
+    let Some(gpu) = gpu() else { return };
+    let c = case(Dtype16::Bf16, 37, 129, 3, 0b11, 7);
+    for batch in 1..=8 {
+        check(gpu, &c, batch, 100 + batch as u64);
+    }
+    // 19 vectors: three workgroup batches (8, 8, 3).
+    check(gpu, &c, 19, 200);
+}
+
+#[test]
+fn bias_and_gelu_epilogue() {
+    let Some(gpu) = gpu() else { return };
+    for dtype in [Dtype16::Bf16, Dtype16::F16] {
+        let mut c = case(dtype, 37, 129, 2, 0b11, 11);
+        let mut rng = Rng(12);
+        let bias: Vec<f32> = (0..c.rows).map(|_| rng.uniform()).collect();
+        c.bias = Some(to_bytes(dtype, &bias));
+        c.gelu = true;
+        check(gpu, &c, 5, 13);
+    }
+}
+
+#[test]
+fn entries_of_the_real_encoder_default_and_fast() {
+    let Some(gpu) = gpu() else { return };
+    for (dtype, fast, rows, cols) in [
+        (Dtype16::Bf16, false, 384, 1536),
+        (Dtype16::Bf16, true, 1536, 384),
+        (Dtype16::F16, false, 384, 384),
+    ] {
+        let mut rng = Rng(rows as u64 + fast as u64);
+        let values: Vec<f32> = (0..rows * cols).map(|_| rng.weight()).collect();
+        let data = to_bytes(dtype, &values);
+        let opts = EncodeOptions {
+            block_size: row_block_size(rows, cols, 8),
+            fast,
+        };
+        let entry = codec::encode(PlaneLayout::Float16, &data, &opts)
+            .unwrap()
+            .0
+            .expect("weights compress");
+        let c = Case {
+            what: format!("{dtype:?} {rows}x{cols} encoded (fast: {fast})"),
+            dtype,
+            rows,
+            cols,
+            data,
+            entry,
+            bias: None,
+            gelu: false,
+        };
+        check(gpu, &c, 3, 17);
+    }
+}
+
+#[test]
+fn gather_rows_returns_the_rows_exactly() {
+    let Some(gpu) = gpu() else { return };
+    for dtype in [Dtype16::Bf16, Dtype16::F16] {
+        let c = case(dtype, 37, 129, 4, 0b11, 21);
+        let (fused, plain) = c.matrices(gpu);
+        let ids = [0u32, 36, 5, 5, 17, 4, 3];
+        let (d, q) = (gpu.decoder.device(), gpu.decoder.queue());
+        let w = from_bytes(dtype, &c.data);
+        for m in [&fused, &plain] {
+            let rows = gpu.kernels.gather_blocking(d, q, m, &ids).unwrap();
+            for (t, &id) in ids.iter().enumerate() {
+                let want = &w[id as usize * c.cols..][..c.cols];
+                let got = &rows[t * c.cols..][..c.cols];
+                assert!(
+                    got.iter()
+                        .zip(want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{}: row {id}",
+                    c.what
+                );
+            }
+        }
+        let err = gpu
+            .kernels
+            .gather_blocking(d, q, &fused, &[37])
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
+    }
+}
+
+/// A damage to a coded entry that still parses: (entry, its geometry, its word count).
+type Damage = fn(&mut [u8], &Geometry, usize);
+
+#[test]
+fn damaged_streams_are_reported() {
+    let Some(gpu) = gpu() else { return };
+    let (rows, cols) = (37, 129);
+    let x = vec![0.5f32; cols];
+    let damages: [(&str, Damage); 3] = [
+        ("a flipped word", |e, g, words| {
+            e[g.words_offset + words] ^= 0x5a
+        }),
+        ("another initial state", |e, g, _| {
+            e[g.directory_offset + 8 * 40 + 1] ^= 0x01
+        }),
+        ("lane 3 of block 0 one word later", |e, g, _| {
+            let at = g.directory_offset + 8 * 3 + 4;
+            let first = u32::from_le_bytes(e[at..at + 4].try_into().unwrap());
+            e[at..at + 4].copy_from_slice(&(first + 1).to_le_bytes());
+        }),
+    ];
+    for (what, damage) in damages {
+        let mut c = case(Dtype16::Bf16, rows, cols, 4, 0b11, 31);
+        let (g, words) = {
+            let e = c.parse();
+            (e.geometry.clone(), e.header.words_count as usize)
+        };
+        damage(&mut c.entry, &g, words);
+        let Ok(entry) = CodedEntry::parse(&c.entry, PlaneLayout::Float16, (rows * cols) as u64)
+        else {
+            panic!("{what}: should still parse")
+        };
+        let device = gpu.decoder.device();
+        let fused =
+            GpuMatrix::fused(device, "damaged", c.dtype, rows as u32, cols as u32, &entry).unwrap();
+        let err = c.run(gpu, &fused, &x, 1).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt(m) if m.contains("does not decode to its final state")),
+            "{what}: {err}"
+        );
+        // Gathering every row decodes every block, the damaged one too.
+        let all_rows: Vec<u32> = (0..rows as u32).collect();
+        let (d, q) = (device, gpu.decoder.queue());
+        let err = gpu
+            .kernels
+            .gather_blocking(d, q, &fused, &all_rows)
+            .unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{what}: {err}");
+    }
+}
+
+#[test]
+fn unaligned_blocks_are_refused() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng(41);
+    let values: Vec<f32> = (0..40 * 30).map(|_| rng.weight()).collect();
+    let data = to_bytes(Dtype16::Bf16, &values);
+    let entry = forced_entry(&data, 64, 0b01);
+    let entry = CodedEntry::parse(&entry, PlaneLayout::Float16, 1200).unwrap();
+    let err =
+        GpuMatrix::fused(gpu.decoder.device(), "w", Dtype16::Bf16, 40, 30, &entry).unwrap_err();
+    assert!(err.to_string().contains("--rows-per-block"), "{err}");
+}
+
+#[test]
+fn bias_of_the_wrong_length_is_refused() {
+    let Some(gpu) = gpu() else { return };
+    let (d, q) = (gpu.decoder.device(), gpu.decoder.queue());
+    let m = GpuMatrix::plain(d, "w", Dtype16::Bf16, 3, 4, &[0; 2 * 3 * 4]).unwrap();
+    for len in [0, 4, 8] {
+        let bias = vec![0u8; len];
+        let err = gpu
+            .kernels
+            .matvec_blocking(d, q, &m, &[1.0; 4], 1, Some(&bias), false)
+            .unwrap_err();
+        assert!(err.to_string().contains("bias"), "{len}: {err}");
+    }
+    let y = gpu
+        .kernels
+        .matvec_blocking(d, q, &m, &[1.0; 4], 1, Some(&[0; 6]), false)
+        .unwrap();
+    assert_eq!(y, vec![0.0; 3]);
+}

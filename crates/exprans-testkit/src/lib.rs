@@ -1,0 +1,287 @@
+//! Test support shared by the exprans crates' tests: a deterministic RNG, a safetensors writer,
+//! the edge-case tensors every codec path is tested on, the bundled sample and the shared real
+//! models, running the CLI, and the GPU-or-skip preamble. Not published.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A deterministic xorshift generator (tests must be reproducible).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Roughly normal (sum of uniforms), scaled.
+    pub fn normal(&mut self, scale: f32) -> f32 {
+        let s: f32 = (0..4)
+            .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+            .sum();
+        (s - 2.0) * scale
+    }
+}
+
+/// One tensor of a generated file.
+pub struct T {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    pub data: Vec<u8>,
+}
+
+pub fn t(name: &str, dtype: &str, shape: &[u64], data: Vec<u8>) -> T {
+    T {
+        name: name.into(),
+        dtype: dtype.into(),
+        shape: shape.to_vec(),
+        data,
+    }
+}
+
+pub fn bf16s(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
+    values
+        .into_iter()
+        .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
+        .collect()
+}
+
+pub fn f16s(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
+    values
+        .into_iter()
+        .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+        .collect()
+}
+
+pub fn f32s(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
+    values.into_iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Serializes tensors (in the given order) as a safetensors file, like the reference writer:
+/// compact JSON, `__metadata__` first, header padded with spaces to a multiple of 8.
+pub fn safetensors_bytes(tensors: &[T], metadata: Option<&str>) -> Vec<u8> {
+    let mut parts = Vec::new();
+    if let Some(m) = metadata {
+        parts.push(format!("\"__metadata__\":{m}"));
+    }
+    let mut offset = 0usize;
+    for t in tensors {
+        parts.push(format!(
+            "{}:{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{},{}]}}",
+            serde_json::to_string(&t.name).unwrap(),
+            t.dtype,
+            t.shape,
+            offset,
+            offset + t.data.len()
+        ));
+        offset += t.data.len();
+    }
+    let mut header = format!("{{{}}}", parts.join(","));
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    for t in tensors {
+        out.extend_from_slice(&t.data);
+    }
+    out
+}
+
+/// A file with a header given as text and raw data bytes.
+pub fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Every dtype and edge case of the codec, in one file.
+pub fn edge_case_tensors() -> Vec<T> {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut v = Vec::new();
+    let normal: Vec<f32> = (0..70_001).map(|_| rng.normal(0.05)).collect();
+    for (dtype, enc) in [
+        ("BF16", bf16s as fn(Vec<f32>) -> Vec<u8>),
+        ("F16", |x: Vec<f32>| f16s(x)),
+        ("F32", |x: Vec<f32>| f32s(x)),
+    ] {
+        let d = dtype.to_lowercase();
+        v.push(t(
+            &format!("{d}.weights"),
+            dtype,
+            &[70_001],
+            enc(normal.clone()),
+        ));
+        v.push(t(&format!("{d}.empty"), dtype, &[0, 16], Vec::new()));
+        v.push(t(&format!("{d}.one"), dtype, &[1], enc(vec![1.5])));
+        v.push(t(
+            &format!("{d}.odd"),
+            dtype,
+            &[3, 333],
+            enc(normal[..999].to_vec()),
+        ));
+        v.push(t(
+            &format!("{d}.equal"),
+            dtype,
+            &[50_000],
+            enc(vec![0.25; 50_000]),
+        ));
+        v.push(t(
+            &format!("{d}.one_exponent"),
+            dtype,
+            &[40_000],
+            enc((0..40_000).map(|i| 1.0 + (i % 97) as f32 / 97.0).collect()),
+        ));
+        v.push(t(
+            &format!("{d}.specials"),
+            dtype,
+            &[30_000],
+            enc((0..30_000)
+                .map(|i| match i % 7 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    3 => -0.0,
+                    4 => 1e-40, // subnormal in F32 and BF16, zero in F16
+                    5 => 3e-6,  // subnormal in F16
+                    _ => normal[i],
+                })
+                .collect()),
+        ));
+        let bytes = match dtype {
+            "F32" => 4,
+            _ => 2,
+        };
+        v.push(t(
+            &format!("{d}.random_bits"),
+            dtype,
+            &[65_536],
+            (0..65_536 * bytes).map(|_| rng.next_u64() as u8).collect(),
+        ));
+    }
+    v.push(t(
+        "i64.ids",
+        "I64",
+        &[2, 7],
+        (0..14u64).flat_map(|i| (i * 3).to_le_bytes()).collect(),
+    ));
+    v.push(t("u8.bytes", "U8", &[5], vec![1, 2, 3, 4, 5]));
+    v.push(t("bool.mask", "BOOL", &[3], vec![1, 0, 1]));
+    v.push(t("f64.x", "F64", &[2], f64::to_le_bytes(1.5).repeat(2)));
+    v.push(t(
+        "fp8.w",
+        "F8_E4M3",
+        &[4000],
+        (0..4000).map(|i| (i % 13) as u8).collect(),
+    ));
+    v.push(t("unknown.dtype", "Q4_K_FUTURE", &[7], vec![9; 21]));
+    v
+}
+
+/// Runs the program `bin` (a test's `env!("CARGO_BIN_EXE_exprans")`, see [`cli!`]); returns
+/// (exit code, stdout, stderr).
+pub fn run(bin: &str, args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = Command::new(bin).args(args).output().expect("run exprans");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the `exprans` binary of the calling test crate with these arguments (anything
+/// `AsRef<OsStr>`); returns (exit code, stdout, stderr).
+#[macro_export]
+macro_rules! cli {
+    ($($a:expr),* $(,)?) => {
+        $crate::run(env!("CARGO_BIN_EXE_exprans"), &[$(std::ffi::OsStr::new(&$a)),*])
+    };
+}
+
+/// Asserts a run succeeded.
+pub fn ok(r: (i32, String, String)) -> String {
+    assert_eq!(r.0, 0, "exprans failed: {}", r.2);
+    r.1
+}
+
+/// Asserts a run failed with exit 1 and one line of error naming `file` and containing `what`.
+pub fn fails(r: (i32, String, String), file: &Path, what: &str) {
+    let (code, _, err) = r;
+    assert_eq!(code, 1, "expected exit 1, got {code}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line of error, got: {err}");
+    assert!(lines[0].starts_with("exprans: error: "), "{err}");
+    let name = file.file_name().unwrap().to_string_lossy();
+    assert!(
+        lines[0].contains(name.as_ref()),
+        "error does not name {name}: {err}"
+    );
+    assert!(lines[0].contains(what), "error lacks '{what}': {err}");
+}
+
+/// Folder with the shared real models, or `None` (and a printed notice) when absent.
+pub fn shared_models() -> Option<PathBuf> {
+    let dir = std::env::var_os("EXPRANS_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/models"));
+    if dir.join("all-MiniLM-L6-v2.bf16.safetensors").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: real models not found in {} (set EXPRANS_MODELS_DIR)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The frozen version-1 files (`crates/exprans/tests/frozen/`): `v1-input.safetensors` and the
+/// `v1-*.exprans.safetensors` files made from it by exprans 0.1.0.
+pub fn frozen_dir() -> PathBuf {
+    repo_root().join("crates/exprans/tests/frozen")
+}
+
+/// The bundled real sample.
+pub fn sample() -> PathBuf {
+    repo_root().join("samples/minilm-slice.bf16.safetensors")
+}
+
+/// Names of the files in a folder (to check that nothing partial was left behind).
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// False (with a notice) when the GPU tests are deliberately skipped with
+/// `EXPRANS_SKIP_GPU_TESTS=1`. Otherwise GPU tests run and fail when no adapter exists.
+pub fn gpu_tests_enabled() -> bool {
+    if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: EXPRANS_SKIP_GPU_TESTS=1");
+        return false;
+    }
+    true
+}
+
+/// Silences libwayland's warning about a missing XDG_RUNTIME_DIR (GPU tests on the GL backend).
+pub fn quiet_wayland() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("exprans-xdg-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            std::env::set_var("XDG_RUNTIME_DIR", dir);
+        }
+    }
+}

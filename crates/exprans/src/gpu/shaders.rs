@@ -1,0 +1,149 @@
+//! The WGSL kernels of `shaders/`, assembled with the format constants.
+//!
+//! Every module is `params::wgsl_constants()` followed by its files, so the shaders never spell a
+//! format constant themselves.
+
+use crate::params::wgsl_constants;
+use crate::planes::PlaneLayout;
+
+/// A file of `shaders/`: its name and text.
+type File = (&'static str, &'static str);
+
+macro_rules! shader_file {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shaders/",
+                $name
+            )),
+        )
+    };
+}
+
+const DECODE_COMMON: File = shader_file!("decode_common.wgsl");
+const DECODE16_PORTABLE: File = shader_file!("decode16_portable.wgsl");
+const DECODE16_SUBGROUP: File = shader_file!("decode16_subgroup.wgsl");
+const DECODE32: File = shader_file!("decode32.wgsl");
+const COPY: File = shader_file!("copy.wgsl");
+
+/// One assembled WGSL module.
+#[derive(Clone, Debug)]
+pub struct WgslModule {
+    /// Short name, also the pipeline label.
+    pub name: &'static str,
+    /// Complete WGSL source: the constants, then the module's files.
+    pub source: String,
+    /// Names of its files in `shaders/`, in order.
+    pub files: Vec<&'static str>,
+    /// Its compute entry points.
+    pub entry_points: &'static [&'static str],
+    /// Whether it uses subgroup built-ins (needs `wgpu::Features::SUBGROUP`; SPIR-V 1.3).
+    pub uses_subgroups: bool,
+    /// Values of the `CODED_MASK` pipeline constant the host compiles it with, one pipeline
+    /// each (empty: the module has no pipeline constant).
+    pub coded_masks: Vec<u8>,
+}
+
+/// The modules of the GPU decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Module {
+    /// BF16/F16, two lanes per invocation, no optional feature.
+    Decode16Portable,
+    /// BF16/F16, one lane per invocation, pairs exchange values with a subgroup shuffle.
+    Decode16Subgroup,
+    /// F32, one lane per invocation (both paths).
+    Decode32,
+    /// The copy kernels `gpu::bench` compares against.
+    Copy,
+}
+
+impl Module {
+    /// Every module, for validation.
+    pub(crate) const ALL: [Module; 4] = [
+        Module::Decode16Portable,
+        Module::Decode16Subgroup,
+        Module::Decode32,
+        Module::Copy,
+    ];
+
+    pub(crate) fn assemble(self) -> WgslModule {
+        let (name, files, entry_points, uses_subgroups): (_, &[File], &'static [&'static str], _) =
+            match self {
+                Module::Decode16Portable => (
+                    "exprans decode16 (portable)",
+                    &[DECODE_COMMON, DECODE16_PORTABLE],
+                    &["decode16"],
+                    false,
+                ),
+                Module::Decode16Subgroup => (
+                    "exprans decode16 (subgroup)",
+                    &[DECODE_COMMON, DECODE16_SUBGROUP],
+                    &["decode16"],
+                    true,
+                ),
+                Module::Decode32 => (
+                    "exprans decode32",
+                    &[DECODE_COMMON, DECODE32],
+                    &["decode32"],
+                    false,
+                ),
+                Module::Copy => ("exprans copy", &[COPY], &["copy_u32", "copy_vec4"], false),
+            };
+        let mut source = wgsl_constants();
+        for (_, text) in files {
+            source.push('\n');
+            source.push_str(text);
+        }
+        let files = files.iter().map(|(name, _)| *name).collect();
+        let planes = match self {
+            Module::Decode16Portable | Module::Decode16Subgroup => PlaneLayout::Float16,
+            Module::Decode32 => PlaneLayout::Float32,
+            Module::Copy => {
+                return WgslModule {
+                    name,
+                    source,
+                    files,
+                    entry_points,
+                    uses_subgroups,
+                    coded_masks: Vec::new(),
+                }
+            }
+        }
+        .plane_count();
+        WgslModule {
+            name,
+            source,
+            files,
+            entry_points,
+            uses_subgroups,
+            coded_masks: (1..1u8 << planes).collect(),
+        }
+    }
+
+    /// Compiles the module on `device` (errors surface through the caller's error scope).
+    pub(crate) fn create(self, device: &wgpu::Device) -> wgpu::ShaderModule {
+        let module = self.assemble();
+        let mut source = module.source;
+        if module.uses_subgroups && cfg!(target_arch = "wasm32") {
+            // In a browser the source goes to the browser's compiler, not naga: it wants the
+            // extension enabled (naga rejects the directive), and its uniformity analysis cannot
+            // see that the kernel's loop is subgroup-uniform (its trip count is a subgroupMax).
+            source.insert_str(
+                0,
+                "enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n",
+            );
+        }
+        device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(module.name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        })
+    }
+}
+
+/// Every WGSL module the GPU code uses, assembled exactly as it is compiled (for validation and
+/// translation tests, and for inspection).
+pub fn wgsl_modules() -> Vec<WgslModule> {
+    Module::ALL.iter().map(|m| m.assemble()).collect()
+}
