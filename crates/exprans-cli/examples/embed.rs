@@ -136,11 +136,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         false => vec![WeightMode::from_name(&args.weights)
             .ok_or_else(|| format!("--weights {}: use plain, decoded or fused", args.weights))?],
     };
-    let decoder = GpuDecoder::new_default_blocking(DecoderOptions::default())?;
+    let decoder = pollster::block_on(GpuDecoder::new_default(DecoderOptions::default()))?;
     if let Some(a) = decoder.adapter() {
         println!("GPU: {} ({}, {})", a.name, a.backend, a.device_type);
     }
-    let gpu = GpuContext::new_blocking(decoder)?;
+    let gpu = pollster::block_on(GpuContext::new(decoder))?;
     let mut models = Vec::new();
     for mode in modes {
         let checkpoint = match mode {
@@ -148,10 +148,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             WeightMode::Decoded | WeightMode::Fused => &compressed,
         };
         let t = Instant::now();
-        let mut bert = GpuBert::load_blocking(&gpu, &config, checkpoint, mode)?;
+        let mut bert = pollster::block_on(GpuBert::load(&gpu, &config, checkpoint, mode))?;
         let load = t.elapsed().as_secs_f64();
         // One untimed pass per model (pipeline warm-up).
-        bert.embed_blocking(&ids[0])?;
+        pollster::block_on(bert.embed(&ids[0]))?;
         models.push((bert, load, Vec::new()));
     }
     // Timed passes, the modes taking turns so that a busy machine slows them alike; every
@@ -161,7 +161,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         for ((bert, _, times), embeddings) in models.iter_mut().zip(&mut results) {
             for (i, sentence) in ids.iter().enumerate() {
                 let t = Instant::now();
-                let e = bert.embed_blocking(sentence)?;
+                let e = pollster::block_on(bert.embed(sentence))?;
                 times.push(t.elapsed().as_secs_f64());
                 match run {
                     0 => embeddings.push(e),

@@ -38,11 +38,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use exprans::archive::{self, Archive, BlockLayout, CpuDecoder, Encoding};
-use exprans::codec::EncodeOptions;
 use exprans::gpu::{DecoderOptions, GpuDecoder, OutputTarget};
-use exprans::source_header::SourceHeader;
-use exprans::{conformance, convert, Error, Result};
+use exprans::safetensors::Header;
+use exprans::{
+    conformance, Archive, ArchiveWriter, CodedEntry, CpuDecoder, EncodeOptions, Encoding, Error,
+    Result,
+};
 use serde_json::{json, Value};
 
 /// The storage-binding limit the browser test also decodes the conformance file with.
@@ -70,7 +71,7 @@ fn run() -> Result<()> {
 
     let (original, options) = conformance_file();
     let packed = compress_per_tensor(&original, &options)?;
-    if convert::decompress(&packed, CpuDecoder::Reference)? != original {
+    if exprans::decompress(&packed, CpuDecoder::Reference)? != original {
         return Err(Error::invalid(
             "the conformance file does not decode back on the CPU",
         ));
@@ -330,15 +331,12 @@ fn conformance_file() -> (Vec<u8>, Vec<(String, EncodeOptions)>) {
     (file, options)
 }
 
-/// Compresses `original` like `convert::compress`, with each tensor's own encode options.
+/// Compresses `original` like `exprans::compress`, with each tensor's own encode options.
 fn compress_per_tensor(original: &[u8], options: &[(String, EncodeOptions)]) -> Result<Vec<u8>> {
-    let header = convert::read_header(original)?;
+    let header = Header::read(original)?;
     let data_start = header.data_start() as usize;
-    let source_json = std::str::from_utf8(&original[8..data_start])
-        .map_err(|_| Error::invalid("header is not UTF-8"))?;
-    let source = SourceHeader::new(source_json, &header);
-    let reserved = archive::reserve_header_len(&source, &header.tensors);
-    let (mut index, mut lens, mut body) = (Vec::new(), Vec::new(), Vec::new());
+    let out = std::io::Cursor::new(Vec::new());
+    let mut writer = ArchiveWriter::new(out, original, original.len() as u64)?;
     for (name, entry) in &header.tensors {
         let opts = options
             .iter()
@@ -346,22 +344,17 @@ fn compress_per_tensor(original: &[u8], options: &[(String, EncodeOptions)]) -> 
             .map(|(_, o)| *o)
             .ok_or_else(|| Error::invalid(format!("no options for '{name}'")))?;
         let (begin, end) = entry.data_offsets;
-        let bytes = &original[data_start + begin as usize..data_start + end as usize];
-        let stored = archive::compress_tensor(name, entry, bytes, &opts, BlockLayout::Fixed)?;
-        lens.push(stored.stored.len() as u64);
-        body.extend_from_slice(&stored.stored);
-        index.push(stored.index);
+        writer.add_tensor(
+            &original[data_start + begin as usize..data_start + end as usize],
+            &opts,
+        )?;
     }
-    let json = archive::pad_header(archive::render_header(&source, &index, &lens), reserved)?;
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    Ok(writer.finish()?.0.into_inner())
 }
 
 /// Each tensor of a plain safetensors file, in data order: name, CRC-32C, dtype, byte length.
 fn expected_crcs(original: &[u8]) -> Result<Vec<(String, u32, String, u64)>> {
-    let header = convert::read_header(original)?;
+    let header = Header::read(original)?;
     let start = header.data_start() as usize;
     Ok(header
         .tensors
@@ -382,7 +375,7 @@ fn native_numbers(files: &[(String, Vec<u8>, Vec<u8>)]) -> Value {
     let mut kernels = Vec::new();
     let mut adapter = Value::Null;
     let mut gpu_error = Value::Null;
-    match GpuDecoder::new_default_blocking(DecoderOptions::default()) {
+    match pollster::block_on(GpuDecoder::new_default(DecoderOptions::default())) {
         Ok(decoder) => {
             adapter = serde_json::to_value(decoder.adapter()).unwrap_or(Value::Null);
             let mut decoders = vec![decoder];
@@ -451,12 +444,10 @@ fn time_gpu(decoder: &GpuDecoder, packed: &[u8]) -> Result<(u64, f64)> {
                 continue;
             }
             let start = Instant::now();
-            let stored = &packed[t.stored.start as usize..t.stored.end as usize];
-            archive::check_stored(&t.index, stored)?;
-            let entry = archive::coded_entry(&t.index, stored)?;
+            let stored = t.stored_in(packed)?;
             let buffer = decoder.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&t.index.name),
-                size: exprans::gpu::output_len(&entry).max(4),
+                size: exprans::gpu::tensor_output_len(&t.index).max(4),
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
@@ -466,7 +457,7 @@ fn time_gpu(decoder: &GpuDecoder, packed: &[u8]) -> Result<(u64, f64)> {
                 buffer: &buffer,
                 offset: 0,
             };
-            decoder.decode_into_blocking(&[(&entry, target)])?;
+            pollster::block_on(decoder.decode_tensors_into(&[(&t.index, stored, target)]))?;
             secs += start.elapsed().as_secs_f64();
             bytes += t.index.bytes;
         }
@@ -477,24 +468,16 @@ fn time_gpu(decoder: &GpuDecoder, packed: &[u8]) -> Result<(u64, f64)> {
 
 /// `exprans::gpu::bench` on every coded tensor of `packed` in one batch: decode and copy kernel
 /// rates (GPU-resident input and output).
-fn kernel_bench(decoder: &GpuDecoder, packed: &[u8]) -> Result<exprans::gpu::bench::BenchReport> {
+fn kernel_bench(decoder: &GpuDecoder, packed: &[u8]) -> Result<exprans::gpu::BenchReport> {
     let archive = Archive::from_bytes(packed)?;
-    let coded: Vec<_> = archive
+    let entries = archive
         .tensors
         .iter()
-        .filter(|t| t.index.encoding == Encoding::Rans)
-        .collect();
-    let entries = coded
-        .iter()
-        .map(|t| {
-            archive::coded_entry(
-                &t.index,
-                &packed[t.stored.start as usize..t.stored.end as usize],
-            )
-        })
+        .map(|t| CodedEntry::of_tensor(&t.index, t.stored_in(packed)?))
+        .filter_map(Result::transpose)
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = entries.iter().collect();
-    exprans::gpu::bench::bench_blocking(decoder, &refs, 3)
+    pollster::block_on(decoder.bench(&refs, 3))
 }
 
 /// The same with the fast CPU decoder on one thread (both checksums checked).
@@ -508,8 +491,8 @@ fn time_cpu(packed: &[u8]) -> Result<(u64, f64)> {
                 continue;
             }
             let start = Instant::now();
-            let stored = &packed[t.stored.start as usize..t.stored.end as usize];
-            archive::decode_tensor(&t.index, stored, CpuDecoder::Fast { parallel: false })?;
+            let stored = t.stored_in(packed)?;
+            CpuDecoder::Fast { parallel: false }.decode_tensor(&t.index, stored)?;
             secs += start.elapsed().as_secs_f64();
             bytes += t.index.bytes;
         }
@@ -536,8 +519,9 @@ fn check_split(decoder: &GpuDecoder, packed: &[u8]) -> Result<()> {
         .iter()
         .filter(|t| t.index.name.starts_with("split/"))
     {
-        let stored = &packed[t.stored.start as usize..t.stored.end as usize];
-        let pieces = small.piece_count(&archive::coded_entry(&t.index, stored)?)?;
+        let entry = CodedEntry::of_tensor(&t.index, t.stored_in(packed)?)?
+            .ok_or_else(|| Error::invalid(format!("'{}' is not coded", t.index.name)))?;
+        let pieces = small.piece_count(&entry)?;
         if pieces < 2 {
             return Err(Error::invalid(format!(
                 "'{}' decodes in {pieces} piece(s) under a {SPLIT_BINDING}-byte binding",
@@ -594,21 +578,21 @@ fn embeddings(args: &[String]) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let cpu_ms = 1e3 * start.elapsed().as_secs_f64() / ids.len() as f64;
 
-    let decoder = GpuDecoder::new_default_blocking(DecoderOptions::default())?;
+    let decoder = pollster::block_on(GpuDecoder::new_default(DecoderOptions::default()))?;
     let adapter = serde_json::to_value(decoder.adapter()).unwrap_or(Value::Null);
-    let gpu = GpuContext::new_blocking(decoder)?;
+    let gpu = pollster::block_on(GpuContext::new(decoder))?;
     let mut modes = Vec::new();
     for mode in [WeightMode::Fused, WeightMode::Plain] {
         // Plain weights from the compressed file too (decoded on the CPU), as the browser does.
-        let mut bert = GpuBert::load_blocking(&gpu, &config, &compressed, mode)?;
-        bert.embed_blocking(&ids[0])?;
+        let mut bert = pollster::block_on(GpuBert::load(&gpu, &config, &compressed, mode))?;
+        pollster::block_on(bert.embed(&ids[0]))?;
         let mut times = Vec::new();
         let mut embeddings = Vec::new();
         for _ in 0..3 {
             embeddings.clear();
             for i in &ids {
                 let t = Instant::now();
-                embeddings.push(bert.embed_blocking(i)?);
+                embeddings.push(pollster::block_on(bert.embed(i))?);
                 times.push(1e3 * t.elapsed().as_secs_f64());
             }
         }

@@ -2,18 +2,17 @@
 //!
 //! Memory stays bounded by a small multiple of the largest tensor: inputs are memory-mapped and
 //! processed tensor by tensor, and the output header is reserved up front (see
-//! [`exprans::archive::reserve_header_len`]) and written last. Outputs are written to a temporary file in
+//! [`exprans::reserve_header_len`]) and written last. Outputs are written to a temporary file in
 //! the target folder and renamed into place only when complete, so a failure never leaves a
 //! partial output.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use exprans::archive::Archive;
-pub use exprans::archive::BlockLayout;
-use exprans::codec::EncodeOptions;
-pub use exprans::convert::{ProgressFn, TensorDecoder};
-use exprans::{convert, Error, Result};
+use exprans::Archive;
+use exprans::EncodeOptions;
+use exprans::{Error, Result};
+pub use exprans::{ProgressFn, TensorDecoder};
 
 /// Sizes of one compressed file or directory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,7 +97,7 @@ impl Output {
     }
 }
 
-/// Attaches the right file to an error of [`convert`]: I/O errors are the output's, the rest
+/// Attaches the right file to an error of the library's whole-file functions: I/O errors are the output's, the rest
 /// the input's.
 fn blame(e: Error, input: &Path, output: &Path) -> Error {
     match e {
@@ -112,13 +111,12 @@ pub fn compress_file(
     input: &Path,
     output: &Path,
     opts: &EncodeOptions,
-    blocks: BlockLayout,
     force: bool,
     progress: ProgressFn,
 ) -> Result<SizeReport> {
     let data = map_file(input)?;
     let mut out = Output::create(output, force)?;
-    let written = convert::compress_into(&data, out.file(), opts, blocks, progress)
+    let written = exprans::compress_into(&data, out.file(), opts, progress)
         .map_err(|e| blame(e, input, output))?;
     out.commit()?;
     Ok(SizeReport {
@@ -145,7 +143,7 @@ pub fn decompress_file(
     let (data, archive) = open_archive(input)?;
     let mut out = Output::create(output, force)?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, out.file());
-    convert::decompress_into(&data, &archive, decoder, &mut writer, progress)
+    exprans::decompress_into(&data, &archive, decoder, &mut writer, progress)
         .map_err(|e| blame(e, input, output))?;
     writer
         .into_inner()
@@ -167,7 +165,7 @@ pub fn verify_file(
 ) -> Result<SizeReport> {
     let (data, archive) = open_archive(input)?;
     let original_map = original.map(map_file).transpose()?;
-    let mismatch = convert::verify(&data, &archive, original_map.as_deref(), decoder, progress)
+    let mismatch = exprans::verify(&data, &archive, original_map.as_deref(), decoder, progress)
         .map_err(|e| e.in_file(input))?;
     if let (Some(m), Some(path)) = (mismatch, original) {
         return Err(Error::corrupt(m.to_string()).in_file(path));
@@ -369,13 +367,12 @@ pub fn compress_dir(
     input: &Path,
     output: &Path,
     opts: &EncodeOptions,
-    blocks: BlockLayout,
     force: bool,
     progress: ProgressFn,
 ) -> Result<SizeReport> {
     opts.validate()?;
     map_dir(input, output, true, force, &mut |src, dst| {
-        compress_file(src, dst, opts, blocks, false, progress)
+        compress_file(src, dst, opts, false, progress)
     })
 }
 

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use exprans::archive::CpuDecoder;
-use exprans::codec::EncodeOptions;
+use exprans::{CpuDecoder, EncodeOptions};
 use exprans::{Error, Result};
 use files::{SizeReport, TensorDecoder};
 
@@ -47,7 +46,7 @@ enum Command {
         fast: bool,
         /// Values per rANS block (even). Smaller blocks give GPUs more parallel lanes and cost
         /// 8 bytes per lane (256 bytes per block).
-        #[arg(long, default_value_t = exprans::params::DEFAULT_BLOCK_SIZE)]
+        #[arg(long, default_value_t = exprans::DEFAULT_BLOCK_SIZE)]
         block_size: u32,
         /// Align blocks on rows of 2-D weights: N rows per block (for fused decode+matvec).
         #[arg(long, value_name = "N")]
@@ -118,7 +117,7 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
         /// Values per rANS block, as for `compress`.
-        #[arg(long, default_value_t = exprans::params::DEFAULT_BLOCK_SIZE)]
+        #[arg(long, default_value_t = exprans::DEFAULT_BLOCK_SIZE)]
         block_size: u32,
     },
 }
@@ -203,6 +202,14 @@ fn input_size(path: &Path) -> u64 {
     }
 }
 
+/// A library error about an option's value, with the option the user gave.
+fn with_flag(e: Error, flag: &str) -> Error {
+    match e {
+        Error::Invalid(m) => Error::Invalid(format!("{flag}: {m}")),
+        other => other,
+    }
+}
+
 fn require_input(path: &Path) -> Result<()> {
     if path.symlink_metadata().is_err() {
         return Err(Error::invalid("no such file or directory").in_file(path));
@@ -241,18 +248,25 @@ fn run(args: Args) -> Result<()> {
         } => {
             require_input(&input)?;
             let output = output.unwrap_or_else(|| files::default_compressed_path(&input));
-            let layout = match rows_per_block {
-                Some(rows) => files::BlockLayout::Rows(rows),
-                None => files::BlockLayout::Fixed,
+            let opts = EncodeOptions {
+                block_size,
+                fast,
+                rows_per_block,
             };
-            let opts = EncodeOptions { block_size, fast };
+            opts.validate().map_err(|e| {
+                let flag = match rows_per_block {
+                    Some(0) => "--rows-per-block",
+                    _ => "--block-size",
+                };
+                with_flag(e, flag)
+            })?;
             let bar = progress_bar(input_size(&input), quiet, "compress");
             let progress = |n: u64| bar.inc(n);
             let report = thread_pool(threads)?.install(|| {
                 if input.is_dir() {
-                    files::compress_dir(&input, &output, &opts, layout, force, &progress)
+                    files::compress_dir(&input, &output, &opts, force, &progress)
                 } else {
-                    files::compress_file(&input, &output, &opts, layout, force, &progress)
+                    files::compress_file(&input, &output, &opts, force, &progress)
                 }
             })?;
             bar.finish_and_clear();
@@ -338,9 +352,9 @@ fn run(args: Args) -> Result<()> {
             require_input(&input)?;
             let opts = EncodeOptions {
                 block_size,
-                fast: false,
+                ..EncodeOptions::default()
             };
-            opts.validate()?;
+            opts.validate().map_err(|e| with_flag(e, "--block-size"))?;
             cli::bench::run(&input, json, device, repeat.max(1), opts)?;
         }
     }
@@ -348,6 +362,6 @@ fn run(args: Args) -> Result<()> {
 }
 
 /// The CPU decoder used by the CLI: the fast one, blocks in parallel.
-pub fn cpu_decoder() -> Box<dyn TensorDecoder> {
+pub fn cpu_decoder() -> Box<dyn TensorDecoder + Send> {
     Box::new(CpuDecoder::Fast { parallel: true })
 }

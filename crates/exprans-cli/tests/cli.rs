@@ -475,20 +475,20 @@ fn expect_rejected(dir: &Path, name: &str, bytes: &[u8], what: &str) {
 fn corrupted_compressed_files_are_rejected() {
     let dir = tmp();
     let (_, good) = sample_compressed(dir.path());
-    let archive = exprans::archive::Archive::from_bytes(&good).unwrap();
+    let archive = exprans::Archive::from_bytes(&good).unwrap();
     let coded = archive
         .tensors
         .iter()
-        .find(|t| t.index.encoding == exprans::archive::Encoding::Rans && t.index.bytes > 100_000)
+        .find(|t| t.index.encoding == exprans::Encoding::Rans && t.index.bytes > 100_000)
         .unwrap();
     let raw = archive
         .tensors
         .iter()
-        .find(|t| t.index.encoding == exprans::archive::Encoding::Raw)
+        .find(|t| t.index.encoding == exprans::Encoding::Raw)
         .unwrap();
     let entry_start = coded.stored.start as usize;
     let stored = &good[entry_start..coded.stored.end as usize];
-    let entry = exprans::codec::CodedEntry::parse(
+    let entry = exprans::CodedEntry::parse(
         stored,
         exprans::planes::PlaneLayout::Float16,
         coded.index.value_count(),
@@ -543,14 +543,14 @@ fn a_stream_damaged_behind_a_matching_checksum_is_still_caught() {
     // must catch what the checksum no longer can, and the decoded checksum backs it up.
     let dir = tmp();
     let (_, good) = sample_compressed(dir.path());
-    let archive = exprans::archive::Archive::from_bytes(&good).unwrap();
+    let archive = exprans::Archive::from_bytes(&good).unwrap();
     let t = archive
         .tensors
         .iter()
         .find(|t| t.index.bytes > 100_000)
         .unwrap();
     let mut stored = good[t.stored.start as usize..t.stored.end as usize].to_vec();
-    let entry = exprans::codec::CodedEntry::parse(
+    let entry = exprans::CodedEntry::parse(
         &stored,
         exprans::planes::PlaneLayout::Float16,
         t.index.value_count(),
@@ -561,10 +561,11 @@ fn a_stream_damaged_behind_a_matching_checksum_is_still_caught() {
     let mut index = t.index.clone();
     index.stored_crc32c = crc32c::crc32c(&stored);
     for decoder in [
-        exprans::archive::CpuDecoder::Reference,
-        exprans::archive::CpuDecoder::Fast { parallel: true },
+        exprans::CpuDecoder::Reference,
+        exprans::CpuDecoder::Fast { parallel: true },
     ] {
-        let err = exprans::archive::decode_tensor(&index, &stored, decoder)
+        let err = decoder
+            .decode_tensor(&index, &stored)
             .unwrap_err()
             .to_string();
         assert!(

@@ -65,7 +65,7 @@ fn corruption_is_caught_on_the_gpu_path() {
     let packed = dir.path().join("s.exprans.safetensors");
     ok(cli!("compress", sample(), "-o", packed));
     let good = std::fs::read(&packed).unwrap();
-    let archive = exprans::archive::Archive::from_bytes(&good).unwrap();
+    let archive = exprans::Archive::from_bytes(&good).unwrap();
     let t = archive
         .tensors
         .iter()
@@ -85,35 +85,62 @@ fn corruption_is_caught_on_the_gpu_path() {
 
     // The same damage behind a recomputed checksum: the GPU's end-of-lane check reports it.
     let mut stored = good[t.stored.start as usize..t.stored.end as usize].to_vec();
-    let entry = exprans::archive::coded_entry(&t.index, &stored).unwrap();
+    let entry = exprans::CodedEntry::of_tensor(&t.index, &stored)
+        .unwrap()
+        .unwrap();
     let at = entry.geometry.words_offset + 777;
     stored[at] ^= 0x20;
     let mut index = t.index.clone();
     index.stored_crc32c = crc32c::crc32c(&stored);
-    let mut gpu = exprans::gpu::GpuDecoder::new_default_blocking(Default::default()).unwrap();
-    use exprans::convert::TensorDecoder;
-    let err = gpu.decode(&index, &stored).unwrap_err().to_string();
+    let gpu =
+        pollster::block_on(exprans::gpu::GpuDecoder::new_default(Default::default())).unwrap();
+    let err = pollster::block_on(gpu.decode_tensors(&[(&index, &stored)]))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("does not decode to its final state") || err.contains("decoded bytes fail"),
         "{err}"
     );
-    // In a batch with good tensors, the error still names the damaged one.
-    let good_items: Vec<(&exprans::archive::TensorIndex, &[u8])> = archive
+    // In a batch with good tensors, the error still names the damaged one, to host memory and
+    // into GPU buffers alike.
+    let good_items: Vec<(&exprans::TensorIndex, &[u8])> = archive
         .tensors
         .iter()
-        .map(|t| {
-            (
-                &t.index,
-                &good[t.stored.start as usize..t.stored.end as usize],
-            )
-        })
+        .map(|t| (&t.index, t.stored_in(&good).unwrap()))
         .collect();
     let mut items = good_items.clone();
-    items.push((&index, &stored));
-    let mut outs = Vec::new();
-    gpu.decode_batch(&good_items, &mut outs).unwrap();
-    let err = gpu.decode_batch(&items, &mut outs).unwrap_err().to_string();
+    items.insert(1, (&index, &stored));
+    let decoded = pollster::block_on(gpu.decode_tensors(&good_items)).unwrap();
+    assert_eq!(decoded.len(), good_items.len());
+    let err = pollster::block_on(gpu.decode_tensors(&items))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&format!("tensor '{}'", t.index.name)), "{err}");
+    let buffers: Vec<wgpu::Buffer> = items
+        .iter()
+        .map(|(t, _)| {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: exprans::gpu::tensor_output_len(t).max(4),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+        .collect();
+    let targets: Vec<_> = items
+        .iter()
+        .zip(&buffers)
+        .map(|((t, s), buffer)| (*t, *s, exprans::gpu::OutputTarget { buffer, offset: 0 }))
+        .collect();
+    let err = pollster::block_on(gpu.decode_tensors_into(&targets))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("tensor '{}'", t.index.name)), "{err}");
+    let mut good_targets = targets.clone();
+    good_targets.remove(1);
+    pollster::block_on(gpu.decode_tensors_into(&good_targets)).unwrap();
 }
 
 #[test]

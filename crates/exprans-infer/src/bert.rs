@@ -26,10 +26,10 @@ use super::matvec::{
     self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
 };
 use super::shaders::Module;
-use exprans::codec::CodedEntry;
 use exprans::gpu::sync as wait;
-use exprans::gpu::{output_len, GpuDecoder, OutputTarget};
+use exprans::gpu::{tensor_output_len, GpuDecoder, OutputTarget};
 use exprans::params::ATTENTION_MAX_TOKENS;
+use exprans::TensorIndex;
 use exprans::{Error, Result};
 
 /// The architecture numbers of a BERT encoder (from its `config.json`).
@@ -599,12 +599,6 @@ impl GpuContext {
         })
     }
 
-    /// Blocking [`GpuContext::new`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn new_blocking(decoder: GpuDecoder) -> Result<GpuContext> {
-        pollster::block_on(Self::new(decoder))
-    }
-
     /// The device.
     pub fn device(&self) -> &wgpu::Device {
         self.decoder.device()
@@ -697,7 +691,7 @@ fn load_weights<'a>(
     config: &BertConfig,
     checkpoint: &Checkpoint<'a>,
     mode: WeightMode,
-) -> Result<(Weights, Vec<(CodedEntry<'a>, wgpu::Buffer)>)> {
+) -> Result<(Weights, Vec<(TensorIndex, &'a [u8], wgpu::Buffer)>)> {
     let device = gpu.device();
     let mut weights = Weights {
         matrices: HashMap::new(),
@@ -713,22 +707,24 @@ fn load_weights<'a>(
             info.dtype, tensors[0].1.dtype
         )));
     }
+    // Tensors decoded once on the GPU (every tensor but the fused matrices when the checkpoint
+    // is compressed), each into a plain buffer of its own.
     let mut to_decode = Vec::new();
-    let mut decode_later = |name: &str, entry: CodedEntry<'a>| {
-        let b = buffer(
-            device,
-            name,
-            output_len(&entry),
-            wgpu::BufferUsages::STORAGE,
-        );
-        to_decode.push((entry, b.clone()));
-        b
+    let mut decode_later = |name: &str| -> Result<wgpu::Buffer> {
+        let (t, stored) = checkpoint.stored(name)?;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let b = buffer(device, name, tensor_output_len(t).max(4), usage);
+        to_decode.push((t.clone(), stored, b.clone()));
+        Ok(b)
     };
     for (name, info) in tensors {
-        let entry = match mode {
-            WeightMode::Plain => None,
-            WeightMode::Decoded | WeightMode::Fused => checkpoint.coded_entry(&name)?,
+        let fused = match mode {
+            WeightMode::Fused => checkpoint.coded_entry(&name)?,
+            WeightMode::Plain | WeightMode::Decoded => None,
         };
+        let gpu_decoded = mode != WeightMode::Plain;
         if let [rows, cols] = info.shape[..] {
             let (Ok(rows), Ok(cols)) = (u32::try_from(rows), u32::try_from(cols)) else {
                 return Err(Error::invalid(format!(
@@ -736,14 +732,12 @@ fn load_weights<'a>(
                     info.shape
                 )));
             };
-            let m = match (mode, entry) {
-                (WeightMode::Fused, Some(e)) => {
-                    GpuMatrix::fused(device, &name, dtype, rows, cols, &e)?
+            let m = match fused {
+                Some(e) => GpuMatrix::fused(device, &name, dtype, rows, cols, &e)?,
+                None if gpu_decoded => {
+                    GpuMatrix::plain_in(decode_later(&name)?, &name, dtype, rows, cols)?
                 }
-                (_, Some(e)) => {
-                    GpuMatrix::plain_in(decode_later(&name, e), &name, dtype, rows, cols)?
-                }
-                (_, None) => {
+                None => {
                     let values = checkpoint.bytes(&name)?;
                     GpuMatrix::plain(device, &name, dtype, rows, cols, &values)?
                 }
@@ -751,9 +745,10 @@ fn load_weights<'a>(
             weights.bytes += m.gpu_bytes();
             weights.matrices.insert(name, m);
         } else {
-            let b = match entry {
-                Some(e) => decode_later(&name, e),
-                None => matvec::upload(device, &name, &checkpoint.bytes(&name)?),
+            let b = if gpu_decoded {
+                decode_later(&name)?
+            } else {
+                matvec::upload(device, &name, &checkpoint.bytes(&name)?)
             };
             weights.bytes += b.size();
             weights.vectors.insert(name, (dtype, b));
@@ -774,7 +769,7 @@ impl GpuBert {
     ) -> Result<GpuBert> {
         if mode.needs_compressed() && !checkpoint.is_compressed() {
             return Err(Error::invalid(format!(
-                "--weights {} needs a compressed checkpoint",
+                "weights held {} need a compressed checkpoint",
                 mode.name()
             )));
         }
@@ -783,30 +778,20 @@ impl GpuBert {
         });
         errors.await?;
         let (weights, to_decode) = loaded?;
-        // Decode-once: every coded tensor held plain, in one GPU submission, into its buffer.
+        // Decode-once: every tensor held plain, in one GPU submission, into its buffer, both
+        // checksums checked.
         let items: Vec<_> = to_decode
             .iter()
-            .map(|(entry, buffer)| (entry, OutputTarget { buffer, offset: 0 }))
+            .map(|(t, stored, buffer)| (t, *stored, OutputTarget { buffer, offset: 0 }))
             .collect();
         if !items.is_empty() {
-            gpu.decoder.decode_into(&items).await?;
+            gpu.decoder.decode_tensors_into(&items).await?;
         }
         let (model, errors) = wait::capture(gpu.device(), "building the forward pass", || {
             Self::build(gpu, config, mode, weights)
         });
         errors.await?;
         model
-    }
-
-    /// Blocking [`GpuBert::load`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_blocking(
-        gpu: &GpuContext,
-        config: &BertConfig,
-        checkpoint: &Checkpoint<'_>,
-        mode: WeightMode,
-    ) -> Result<GpuBert> {
-        pollster::block_on(Self::load(gpu, config, checkpoint, mode))
     }
 
     /// Allocates the activations and binds every step of the forward pass.
@@ -1087,12 +1072,6 @@ impl GpuBert {
             matvec::check_flag(name, u32::from_le_bytes(flag.try_into().expect("4 bytes")))?;
         }
         Ok(bytemuck::pod_collect_to_vec(embedding))
-    }
-
-    /// Blocking [`GpuBert::embed`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn embed_blocking(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        pollster::block_on(self.embed(ids))
     }
 }
 

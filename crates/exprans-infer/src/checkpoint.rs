@@ -1,10 +1,7 @@
 //! Model weights from a safetensors file held in memory, plain or compressed by exprans.
 
-use exprans::archive::{self, Archive, BlockLayout, CpuDecoder, Encoding};
-use exprans::codec::{CodedEntry, EncodeOptions};
-use exprans::convert::{compress_into, read_header};
 use exprans::safetensors::Header;
-use exprans::{Error, Result};
+use exprans::{Archive, CodedEntry, CpuDecoder, EncodeOptions, Error, Result, TensorIndex};
 
 /// A checkpoint: a plain safetensors file or an exprans file, in memory.
 #[derive(Debug)]
@@ -37,9 +34,9 @@ pub struct TensorInfo {
 impl<'a> Checkpoint<'a> {
     /// Parses `file`, an exprans file (`__metadata__.format == "exprans"`) or a plain one.
     pub fn parse(file: &'a [u8]) -> Result<Checkpoint<'a>> {
-        let header = read_header(file)?;
+        let header = Header::read(file)?;
         let format = header.metadata.as_ref().and_then(|m| m.get("format"));
-        if format.map(String::as_str) == Some(archive::FORMAT_NAME) {
+        if format.map(String::as_str) == Some(exprans::FORMAT_NAME) {
             Ok(Checkpoint::Compressed {
                 file,
                 archive: Archive::from_bytes(file)?,
@@ -97,25 +94,21 @@ impl<'a> Checkpoint<'a> {
             }
             Checkpoint::Compressed { .. } => {
                 let (index, stored) = self.stored(name)?;
-                let decoder = CpuDecoder::Fast { parallel: true };
-                Ok(archive::decode_tensor(index, stored, decoder)?.into())
+                Ok(CpuDecoder::default().decode_tensor(index, stored)?.into())
             }
         }
     }
 
     /// The stored entry of tensor `name` of a compressed checkpoint: its index record and stored
     /// bytes. Fails on a plain checkpoint.
-    pub fn stored(&self, name: &str) -> Result<(&archive::TensorIndex, &'a [u8])> {
+    pub fn stored(&self, name: &str) -> Result<(&TensorIndex, &'a [u8])> {
         let Checkpoint::Compressed { file, archive } = self else {
             return Err(Error::invalid("not a compressed checkpoint"));
         };
         let t = archive
             .tensor(name)
             .ok_or_else(|| Error::invalid(format!("checkpoint has no tensor '{name}'")))?;
-        Ok((
-            &t.index,
-            &file[t.stored.start as usize..t.stored.end as usize],
-        ))
+        Ok((&t.index, t.stored_in(file)?))
     }
 
     /// The coded entry of tensor `name` (stored checksum checked), or `None` when the tensor is
@@ -125,11 +118,7 @@ impl<'a> Checkpoint<'a> {
             return Ok(None);
         }
         let (index, stored) = self.stored(name)?;
-        if index.encoding == Encoding::Raw {
-            return Ok(None);
-        }
-        archive::check_stored(index, stored)?;
-        archive::coded_entry(index, stored).map(Some)
+        CodedEntry::of_tensor(index, stored)
     }
 }
 
@@ -139,10 +128,8 @@ impl<'a> Checkpoint<'a> {
 pub fn compress_row_aligned(file: &[u8], rows_per_block: u32, fast: bool) -> Result<Vec<u8>> {
     let opts = EncodeOptions {
         fast,
+        rows_per_block: Some(rows_per_block),
         ..EncodeOptions::default()
     };
-    let mut out = std::io::Cursor::new(Vec::new());
-    let layout = BlockLayout::Rows(rows_per_block);
-    compress_into(file, &mut out, &opts, layout, &|_| {})?;
-    Ok(out.into_inner())
+    exprans::compress(file, &opts)
 }

@@ -14,14 +14,14 @@
 //! bit-identical results.
 //!
 //! ```no_run
-//! # fn main() -> exprans::Result<()> {
+//! # async fn run() -> exprans::Result<()> {
 //! use exprans::gpu::{DecoderOptions, GpuDecoder};
 //! use exprans_infer::matvec::{Dtype16, GpuMatrix, MatrixKernels};
-//! let gpu = GpuDecoder::new_default_blocking(DecoderOptions::default())?;
-//! let kernels = MatrixKernels::new_blocking(gpu.device())?;
+//! let gpu = GpuDecoder::new_default(DecoderOptions::default()).await?;
+//! let kernels = MatrixKernels::new(gpu.device()).await?;
 //! let w: Vec<u8> = vec![0; 2 * 3 * 4]; // 3 x 4 BF16 zeros
 //! let m = GpuMatrix::plain(gpu.device(), "w", Dtype16::Bf16, 3, 4, &w)?;
-//! let y = kernels.matvec_blocking(gpu.device(), gpu.queue(), &m, &[1.0; 4], 1, None, false)?;
+//! let y = kernels.matvec(gpu.device(), gpu.queue(), &m, &[1.0; 4], 1, None, false).await?;
 //! assert_eq!(y, vec![0.0; 3]);
 //! # Ok(()) }
 //! ```

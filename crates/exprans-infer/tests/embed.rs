@@ -107,7 +107,7 @@ fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
         DecoderOptions::default(),
     ))
     .unwrap_or_else(|e| panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)"));
-    let gpu = GpuContext::new_blocking(decoder).unwrap();
+    let gpu = pollster::block_on(GpuContext::new(decoder)).unwrap();
 
     // Default compression (both planes coded where it pays) and fast mode (sign/mantissa raw).
     let default = compress_row_aligned(&plain_file, 32, false).unwrap();
@@ -125,11 +125,11 @@ fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
     let mut first: Option<Vec<Vec<f32>>> = None;
     let mut bytes = Vec::new();
     for (mode, checkpoint, what) in runs {
-        let mut bert = GpuBert::load_blocking(&gpu, &config, checkpoint, mode).unwrap();
+        let mut bert = pollster::block_on(GpuBert::load(&gpu, &config, checkpoint, mode)).unwrap();
         bytes.push(bert.weight_bytes());
         let got: Vec<Vec<f32>> = ids
             .iter()
-            .map(|i| bert.embed_blocking(i).unwrap())
+            .map(|i| pollster::block_on(bert.embed(i)).unwrap())
             .collect();
         for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
             let c = cosine(g, r);
@@ -156,7 +156,8 @@ fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
     assert!(bytes[3] < bytes[0], "{bytes:?}");
 
     // Fused and decoded need a compressed checkpoint.
-    let err = GpuBert::load_blocking(&gpu, &config, &plain, WeightMode::Fused).unwrap_err();
+    let err =
+        pollster::block_on(GpuBert::load(&gpu, &config, &plain, WeightMode::Fused)).unwrap_err();
     assert!(err.to_string().contains("compressed"), "{err}");
 }
 
@@ -227,11 +228,12 @@ fn bad_shapes_and_token_ids_are_errors_not_panics() {
             DecoderOptions::default(),
         ))
         .unwrap_or_else(|e| panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)"));
-        Some(GpuContext::new_blocking(decoder).unwrap())
+        Some(pollster::block_on(GpuContext::new(decoder)).unwrap())
     };
     if let Some(gpu) = &gpu {
-        let mut bert = GpuBert::load_blocking(gpu, &config, &plain, WeightMode::Plain).unwrap();
-        let g = bert.embed_blocking(&[1, 2, 3]).unwrap();
+        let mut bert =
+            pollster::block_on(GpuBert::load(gpu, &config, &plain, WeightMode::Plain)).unwrap();
+        let g = pollster::block_on(bert.embed(&[1, 2, 3])).unwrap();
         assert!(cosine(&g, &e) > 0.9999);
     }
     for (victim, bad) in damages {
@@ -240,7 +242,8 @@ fn bad_shapes_and_token_ids_are_errors_not_panics() {
         let err = CpuBert::load(&config, &plain).unwrap_err();
         assert!(err.to_string().contains(victim), "{err}");
         if let Some(gpu) = &gpu {
-            let err = GpuBert::load_blocking(gpu, &config, &plain, WeightMode::Plain).unwrap_err();
+            let err = pollster::block_on(GpuBert::load(gpu, &config, &plain, WeightMode::Plain))
+                .unwrap_err();
             assert!(err.to_string().contains(victim), "{err}");
         }
     }

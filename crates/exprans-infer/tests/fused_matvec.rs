@@ -11,7 +11,6 @@ use exprans_testkit as common;
 use common::quiet_wayland;
 use std::sync::OnceLock;
 
-use exprans::archive::BlockLayout;
 use exprans::codec::{self, CodedEntry, EncodeOptions, Geometry};
 use exprans::gpu::{DecoderOptions, GpuDecoder};
 use exprans::planes::PlaneLayout;
@@ -147,10 +146,13 @@ fn forced_entry(data: &[u8], block_size: u32, mask: u8) -> Vec<u8> {
 /// Block size of `rows_per_block` rows of `cols` (doubled when odd), as the compressor picks it.
 fn row_block_size(rows: usize, cols: usize, rows_per_block: u32) -> u32 {
     let shape = [rows as u64, cols as u64];
-    BlockLayout::Rows(rows_per_block)
-        .options_for(&shape, &EncodeOptions::default())
-        .unwrap()
-        .block_size
+    EncodeOptions {
+        rows_per_block: Some(rows_per_block),
+        ..EncodeOptions::default()
+    }
+    .for_shape(&shape)
+    .unwrap()
+    .block_size
 }
 
 /// A matrix case: weights, their coded entry, activations.
@@ -339,6 +341,7 @@ fn entries_of_the_real_encoder_default_and_fast() {
         let opts = EncodeOptions {
             block_size: row_block_size(rows, cols, 8),
             fast,
+            ..EncodeOptions::default()
         };
         let entry = codec::encode(PlaneLayout::Float16, &data, &opts)
             .unwrap()

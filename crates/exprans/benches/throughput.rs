@@ -7,9 +7,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use exprans::archive::{Archive, BlockLayout, CpuDecoder, Encoding};
-use exprans::codec::{CodedEntry, EncodeOptions};
-use exprans::{convert, cpu};
+use exprans::{Archive, CodedEntry, CpuDecoder, EncodeOptions};
 
 fn input() -> PathBuf {
     let models = std::env::var_os("EXPRANS_MODELS_DIR")
@@ -66,8 +64,7 @@ fn main() {
         let compress = one.install(|| {
             best(|| {
                 let mut out = Cursor::new(Vec::new());
-                convert::compress_into(&data, &mut out, &opts, BlockLayout::Fixed, &|_| {})
-                    .unwrap();
+                exprans::compress_into(&data, &mut out, &opts, &|_| {}).unwrap();
                 packed = out.into_inner();
             })
         });
@@ -75,33 +72,22 @@ fn main() {
         let entries: Vec<CodedEntry> = archive
             .tensors
             .iter()
-            .filter(|t| t.index.encoding == Encoding::Rans)
-            .map(|t| {
-                exprans::archive::coded_entry(
-                    &t.index,
-                    &packed[t.stored.start as usize..t.stored.end as usize],
-                )
-                .unwrap()
-            })
+            .filter_map(|t| CodedEntry::of_tensor(&t.index, t.stored_in(&packed).unwrap()).unwrap())
             .collect();
-        let decoded: usize = entries
-            .iter()
-            .map(|e| e.value_count() * e.header.layout.value_bytes())
-            .sum();
-        let mut outs: Vec<Vec<u8>> = entries
-            .iter()
-            .map(|e| vec![0u8; e.value_count() * e.header.layout.value_bytes()])
-            .collect();
+        let decoded: usize = entries.iter().map(|e| e.decoded_len()).sum();
+        let mut outs: Vec<Vec<u8>> = entries.iter().map(|e| vec![0u8; e.decoded_len()]).collect();
         let mut memcpy_coded = vec![0u8; decoded];
         let memcpy_coded_secs = best(|| memcpy_coded.copy_from_slice(&data[..decoded]));
         let decode = best(|| {
             for (e, o) in entries.iter().zip(&mut outs) {
-                cpu::decode_fast(e, o, false).unwrap();
+                CpuDecoder::Fast { parallel: false }
+                    .decode_entry(e, o)
+                    .unwrap();
             }
         });
         let whole = one.install(|| {
             best(|| {
-                convert::decompress_into(
+                exprans::decompress_into(
                     &packed,
                     &archive,
                     &mut CpuDecoder::Fast { parallel: true },

@@ -7,10 +7,8 @@
 
 use std::time::Instant;
 
-use exprans::archive::{self, Archive, CpuDecoder, Encoding};
-use exprans::codec::{CodedEntry, EncodeOptions};
 use exprans::gpu::{DecoderOptions, GpuDecoder};
-use exprans::{convert, Result};
+use exprans::{Archive, CpuDecoder, EncodeOptions, Result};
 
 fn main() {
     if let Err(e) = run() {
@@ -31,7 +29,7 @@ fn run() -> Result<()> {
 
     // 1. Compress in memory, as `exprans compress` does.
     let t = Instant::now();
-    let packed = convert::compress(&original, &EncodeOptions::default())?;
+    let packed = exprans::compress(&original, &EncodeOptions::default())?;
     let compress_secs = t.elapsed().as_secs_f64();
     let archive = Archive::from_bytes(&packed)?;
     println!("{path}");
@@ -48,14 +46,11 @@ fn run() -> Result<()> {
     let reference: Vec<Vec<u8>> = archive
         .tensors
         .iter()
-        .map(|t| {
-            let stored = &packed[t.stored.start as usize..t.stored.end as usize];
-            archive::decode_tensor(&t.index, stored, CpuDecoder::Reference)
-        })
+        .map(|t| CpuDecoder::Reference.decode_tensor(&t.index, t.stored_in(&packed)?))
         .collect::<Result<_>>()?;
 
     // 3. Every coded tensor decoded on the GPU in one submission.
-    let gpu = GpuDecoder::new_default_blocking(DecoderOptions::default())?;
+    let gpu = pollster::block_on(GpuDecoder::new_default(DecoderOptions::default()))?;
     let adapter = gpu.adapter().expect("opened on an adapter");
     println!(
         "  GPU: {} ({}, {}), {} kernel",
@@ -64,42 +59,33 @@ fn run() -> Result<()> {
         adapter.device_type,
         gpu.path()
     );
-    let coded: Vec<(usize, CodedEntry)> = archive
+    let items: Vec<_> = archive
         .tensors
         .iter()
-        .enumerate()
-        .filter(|(_, t)| t.index.encoding == Encoding::Rans)
-        .map(|(i, t)| {
-            let stored = &packed[t.stored.start as usize..t.stored.end as usize];
-            archive::check_stored(&t.index, stored)?;
-            Ok((i, archive::coded_entry(&t.index, stored)?))
-        })
+        .map(|t| Ok((&t.index, t.stored_in(&packed)?)))
         .collect::<Result<_>>()?;
-    let entries: Vec<&CodedEntry> = coded.iter().map(|(_, e)| e).collect();
-    gpu.decode_to_host_blocking(&entries)?; // warm-up: compiles the pipelines it needs
+    pollster::block_on(gpu.decode_tensors(&items))?; // warm-up: compiles the pipelines it needs
     let t = Instant::now();
-    let decoded = gpu.decode_to_host_blocking(&entries)?;
+    // Both checksums checked, as for the CPU.
+    let decoded = pollster::block_on(gpu.decode_tensors(&items))?;
     let gpu_secs = t.elapsed().as_secs_f64();
 
-    // 4. Bit for bit against the reference, and against the decoded checksums.
-    let mut gpu_bytes = 0;
-    for ((i, _), values) in coded.iter().zip(&decoded) {
-        let t = &archive.tensors[*i];
+    // 4. Bit for bit against the reference.
+    for ((t, _), (values, expected)) in items.iter().zip(decoded.iter().zip(&reference)) {
         assert!(
-            *values == reference[*i],
+            values == expected,
             "GPU output differs from the CPU reference for '{}'",
-            t.index.name
+            t.name
         );
-        archive::check_decoded(&t.index, values)?;
-        gpu_bytes += values.len();
     }
+    let gpu_bytes: usize = decoded.iter().map(Vec::len).sum();
     let mut restored = archive.source_header_bytes();
     restored.extend(reference.iter().flatten());
     assert!(restored == original, "decompressed file differs");
     println!(
-        "  GPU decoded {} coded tensors ({gpu_bytes} bytes) at {:.0} MB/s (upload + decode + read back): \
+        "  GPU decoded {} tensors ({gpu_bytes} bytes) at {:.0} MB/s (upload + decode + read back): \
          identical to the CPU reference decoder",
-        coded.len(),
+        decoded.len(),
         gpu_bytes as f64 / gpu_secs / 1e6
     );
     println!("  the decompressed file is identical to the original: OK");

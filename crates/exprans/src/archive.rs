@@ -17,10 +17,9 @@
 
 use std::ops::Range;
 
-use crate::codec::{self, CodedEntry};
 use crate::params::{align_up, ALIGN};
 use crate::planes::PlaneLayout;
-use crate::safetensors::{element_count, Header, TensorEntry};
+use crate::safetensors::{element_count, Header};
 use crate::source_header::{SourceHeader, SourceTensor};
 use crate::{Error, Result};
 
@@ -29,10 +28,10 @@ pub const FORMAT_VERSION: &str = "1";
 /// `__metadata__["format"]` of every exprans file.
 pub const FORMAT_NAME: &str = "exprans";
 
-const KEY_VERSION: &str = "exprans.version";
-const KEY_INDEX: &str = "exprans.index";
-const KEY_SOURCE: &str = "exprans.source";
-const KEY_CRC: &str = "exprans.header_crc32c";
+pub(crate) const KEY_VERSION: &str = "exprans.version";
+pub(crate) const KEY_INDEX: &str = "exprans.index";
+pub(crate) const KEY_SOURCE: &str = "exprans.source";
+pub(crate) const KEY_CRC: &str = "exprans.header_crc32c";
 
 /// How a tensor's stored bytes encode it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -114,7 +113,7 @@ impl TensorIndex {
         element_count(&self.shape).unwrap_or(0)
     }
 
-    fn source(&self) -> SourceTensor<'_> {
+    pub(crate) fn source(&self) -> SourceTensor<'_> {
         SourceTensor {
             name: &self.name,
             dtype: &self.dtype,
@@ -131,6 +130,16 @@ pub struct ArchiveTensor {
     pub index: TensorIndex,
     /// Byte range of the stored bytes, from the start of the file.
     pub stored: Range<u64>,
+}
+
+impl ArchiveTensor {
+    /// The tensor's stored bytes in `file`, the whole file this archive was parsed from.
+    pub fn stored_in<'a>(&self, file: &'a [u8]) -> Result<&'a [u8]> {
+        file.get(self.stored.start as usize..self.stored.end as usize)
+            .ok_or_else(|| {
+                Error::invalid("file shorter than its header says").in_tensor(&self.index.name)
+            })
+    }
 }
 
 /// The parsed and checked header of an exprans file.
@@ -211,7 +220,7 @@ impl Archive {
             .zip(&header.tensors)
             .zip(&original.tensors)
         {
-            let fail = |what: &str| Error::corrupt(format!("tensor '{}': {what}", t.name));
+            let fail = |what: &str| Error::corrupt(what).in_tensor(&t.name);
             if &t.name != src_name
                 || t.dtype != src.dtype
                 || t.shape != src.shape
@@ -279,255 +288,7 @@ impl Archive {
     }
 }
 
-fn header_crc(index_json: &str, source_json: &str) -> u32 {
+pub(crate) fn header_crc(index_json: &str, source_json: &str) -> u32 {
     let crc = crc32c::crc32c(index_json.as_bytes());
     crc32c::crc32c_append(crc, source_json.as_bytes())
-}
-
-/// Checks a tensor's stored bytes against its checksum. Every decoder calls this first.
-pub fn check_stored(t: &TensorIndex, stored: &[u8]) -> Result<()> {
-    if crc32c::crc32c(stored) != t.stored_crc32c {
-        return Err(Error::corrupt(format!(
-            "tensor '{}': stored bytes fail their checksum",
-            t.name
-        )));
-    }
-    Ok(())
-}
-
-/// Checks decoded bytes against their checksum.
-pub fn check_decoded(t: &TensorIndex, decoded: &[u8]) -> Result<()> {
-    if crc32c::crc32c(decoded) != t.decoded_crc32c {
-        return Err(Error::corrupt(format!(
-            "tensor '{}': decoded bytes fail their checksum",
-            t.name
-        )));
-    }
-    Ok(())
-}
-
-/// The original bytes of a tensor stored with [`Encoding::Raw`] (its stored bytes less padding).
-pub fn raw_tensor<'a>(t: &TensorIndex, stored: &'a [u8]) -> Result<&'a [u8]> {
-    stored.get(..t.bytes as usize).ok_or_else(|| {
-        Error::corrupt(format!(
-            "tensor '{}': verbatim entry shorter than the tensor",
-            t.name
-        ))
-    })
-}
-
-/// Parses the coded entry of a tensor stored with [`Encoding::Rans`] (after [`check_stored`]).
-pub fn coded_entry<'a>(t: &TensorIndex, stored: &'a [u8]) -> Result<CodedEntry<'a>> {
-    let layout = t
-        .layout()
-        .ok_or_else(|| Error::corrupt(format!("tensor '{}': dtype cannot be coded", t.name)))?;
-    CodedEntry::parse(stored, layout, t.value_count()).map_err(|e| e.in_tensor(&t.name))
-}
-
-/// Which CPU decoder to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CpuDecoder {
-    /// [`crate::cpu::decode_reference`].
-    Reference,
-    /// [`crate::cpu::decode_fast`], blocks in parallel on the current rayon pool when `parallel`.
-    Fast {
-        /// Decode blocks in parallel.
-        parallel: bool,
-    },
-}
-
-/// Decodes one tensor from its stored bytes on the CPU, checking both checksums.
-pub fn decode_tensor(t: &TensorIndex, stored: &[u8], decoder: CpuDecoder) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    decode_tensor_into(t, stored, decoder, &mut out)?;
-    Ok(out)
-}
-
-/// [`decode_tensor`] into `out` (replacing its contents). Reusing one buffer for many tensors
-/// spares the page faults of fresh memory, a fifth of the decode time on large tensors.
-pub fn decode_tensor_into(
-    t: &TensorIndex,
-    stored: &[u8],
-    decoder: CpuDecoder,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    check_stored(t, stored)?;
-    out.clear();
-    match t.encoding {
-        Encoding::Raw => out.extend_from_slice(raw_tensor(t, stored)?),
-        Encoding::Rans => {
-            let entry = coded_entry(t, stored)?;
-            out.resize(t.bytes as usize, 0);
-            match decoder {
-                CpuDecoder::Reference => crate::cpu::decode_reference(&entry, out),
-                CpuDecoder::Fast { parallel } => crate::cpu::decode_fast(&entry, out, parallel),
-            }
-            .map_err(|e| e.in_tensor(&t.name))?;
-        }
-    }
-    check_decoded(t, out)
-}
-
-/// The result of compressing one tensor: its index record and stored bytes.
-#[derive(Clone, Debug)]
-pub struct StoredTensor {
-    /// Index record.
-    pub index: TensorIndex,
-    /// Stored bytes (a multiple of [`ALIGN`] long).
-    pub stored: Vec<u8>,
-}
-
-/// How blocks are sized.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockLayout {
-    /// Every tensor uses `EncodeOptions::block_size`.
-    Fixed,
-    /// 2-D tensors use blocks of whole rows: this many rows per block (twice as many when a
-    /// block of them would hold an odd number of values), so that a fused decode+matvec kernel
-    /// decodes whole rows in one workgroup. Other tensors use `EncodeOptions::block_size`.
-    Rows(u32),
-}
-
-impl BlockLayout {
-    /// The encode options for a tensor of this shape.
-    pub fn options_for(
-        self,
-        shape: &[u64],
-        opts: &codec::EncodeOptions,
-    ) -> Result<codec::EncodeOptions> {
-        let (BlockLayout::Rows(rows), [_, cols]) = (self, shape) else {
-            return Ok(*opts);
-        };
-        if rows == 0 {
-            return Err(Error::invalid("--rows-per-block must be at least 1"));
-        }
-        let mut values = cols.saturating_mul(rows as u64);
-        if values % 2 == 1 {
-            values *= 2;
-        }
-        if values > crate::params::MAX_BLOCK_SIZE as u64 {
-            return Err(Error::invalid(format!(
-                "{rows} rows of {cols} values exceed the largest block ({} values)",
-                crate::params::MAX_BLOCK_SIZE
-            )));
-        }
-        Ok(codec::EncodeOptions {
-            block_size: values.max(2) as u32,
-            ..*opts
-        })
-    }
-}
-
-/// Compresses one tensor of the original file.
-pub fn compress_tensor(
-    name: &str,
-    entry: &TensorEntry,
-    data: &[u8],
-    opts: &codec::EncodeOptions,
-    blocks: BlockLayout,
-) -> Result<StoredTensor> {
-    let (coded, entropy) = match PlaneLayout::for_dtype(&entry.dtype) {
-        Some(layout) => {
-            let opts = blocks
-                .options_for(&entry.shape, opts)
-                .map_err(|e| e.in_tensor(name))?;
-            let (coded, stats) =
-                codec::encode(layout, data, &opts).map_err(|e| e.in_tensor(name))?;
-            let millibits = stats
-                .iter()
-                .map(|s| (s.entropy_bits * 1000.0).round() as u32)
-                .collect();
-            (coded, millibits)
-        }
-        None => (None, Vec::new()),
-    };
-    let (encoding, stored) = match coded {
-        Some(bytes) => (Encoding::Rans, bytes),
-        None => {
-            let mut bytes = Vec::with_capacity(align_up(data.len()));
-            bytes.extend_from_slice(data);
-            bytes.resize(align_up(data.len()), 0);
-            (Encoding::Raw, bytes)
-        }
-    };
-    Ok(StoredTensor {
-        index: TensorIndex {
-            name: name.to_string(),
-            dtype: entry.dtype.clone(),
-            shape: entry.shape.clone(),
-            encoding,
-            bytes: data.len() as u64,
-            stored_crc32c: crc32c::crc32c(&stored),
-            decoded_crc32c: crc32c::crc32c(data),
-            entropy_millibits: entropy,
-        },
-        stored,
-    })
-}
-
-/// Renders the exprans header JSON (unpadded) for tensors stored with these lengths.
-pub fn render_header(source: &SourceHeader, index: &[TensorIndex], stored_lens: &[u64]) -> String {
-    let index_json = serde_json::to_string(index).expect("index serializes");
-    let source_json = serde_json::to_string(source).expect("source header serializes");
-    let mut meta = serde_json::Map::new();
-    meta.insert("format".into(), FORMAT_NAME.into());
-    meta.insert(KEY_VERSION.into(), FORMAT_VERSION.into());
-    meta.insert(
-        KEY_CRC.into(),
-        header_crc(&index_json, &source_json).to_string().into(),
-    );
-    meta.insert(KEY_INDEX.into(), index_json.into());
-    meta.insert(KEY_SOURCE.into(), source_json.into());
-    let mut root = serde_json::Map::new();
-    root.insert("__metadata__".into(), meta.into());
-    let mut offset = 0u64;
-    for (t, &len) in index.iter().zip(stored_lens) {
-        root.insert(
-            t.name.clone(),
-            serde_json::json!({"dtype": "U8", "shape": [len], "data_offsets": [offset, offset + len]}),
-        );
-        offset += len;
-    }
-    serde_json::to_string(&root).expect("header serializes")
-}
-
-/// Pads a header with spaces to `len` bytes (JSON allows trailing whitespace).
-pub fn pad_header(mut json: String, len: usize) -> Result<String> {
-    if json.len() > len {
-        return Err(Error::invalid("header grew past its reserved size"));
-    }
-    json.extend(std::iter::repeat_n(' ', len - json.len()));
-    Ok(json)
-}
-
-/// A header length that fits the archive of these tensors whatever their compressed sizes and
-/// checksums turn out to be, with `8 + len` a multiple of [`ALIGN`] so that data starts aligned.
-///
-/// It renders the header with every value not known before compression at its largest: stored
-/// lengths at the verbatim size (a coded entry is kept only when smaller), CRCs at `u32::MAX`,
-/// entropies at 8000 millibits, the longer encoding name, plus 9 digits of slack for the header
-/// checksum. Numbers only shrink from there, so the real header always fits.
-pub fn reserve_header_len(source: &SourceHeader, tensors: &[(String, TensorEntry)]) -> usize {
-    let index: Vec<TensorIndex> = tensors
-        .iter()
-        .map(|(name, e)| TensorIndex {
-            name: name.clone(),
-            dtype: e.dtype.clone(),
-            shape: e.shape.clone(),
-            bytes: e.data_offsets.1 - e.data_offsets.0,
-            encoding: Encoding::Rans,
-            stored_crc32c: u32::MAX,
-            decoded_crc32c: u32::MAX,
-            entropy_millibits: match PlaneLayout::for_dtype(&e.dtype) {
-                Some(layout) => vec![8000; layout.plane_count()],
-                None => Vec::new(),
-            },
-        })
-        .collect();
-    let lens: Vec<u64> = index
-        .iter()
-        .map(|t| align_up(t.bytes as usize) as u64)
-        .collect();
-    let probe = render_header(source, &index, &lens);
-    align_up(8 + probe.len() + 9) - 8
 }

@@ -25,13 +25,27 @@ pub const ENTRY_HEADER_LEN: usize = 32;
 /// Bytes of one directory record (state, first word).
 pub const LANE_RECORD_LEN: usize = 8;
 
-/// How to encode.
-#[derive(Clone, Copy, Debug)]
+/// How to encode a tensor.
+///
+/// ```
+/// use exprans::EncodeOptions;
+/// // Blocks of 64 whole rows for 2-D weights (what the fused decode+matvec kernels read).
+/// let opts = EncodeOptions { rows_per_block: Some(64), ..EncodeOptions::default() };
+/// assert_eq!(opts.for_shape(&[384, 1536])?.block_size, 64 * 1536);
+/// assert_eq!(opts.for_shape(&[384])?.block_size, exprans::DEFAULT_BLOCK_SIZE);
+/// # Ok::<(), exprans::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncodeOptions {
-    /// Values per block: even, in `2..=MAX_BLOCK_SIZE`.
+    /// Values per block: even, in `2..=MAX_BLOCK_SIZE`. Each block is [`LANES`] independent
+    /// rANS lanes, so smaller blocks give a GPU more parallelism at a small cost in size.
     pub block_size: u32,
     /// Code only plane 0 (the exponent); keep the others raw. Faster to decode, a little larger.
     pub fast: bool,
+    /// Blocks of this many whole rows for 2-D tensors (twice as many when a block of them would
+    /// hold an odd number of values), instead of `block_size`: the layout the fused
+    /// decode+matvec kernels need, one block per workgroup. Other tensors use `block_size`.
+    pub rows_per_block: Option<u32>,
 }
 
 impl Default for EncodeOptions {
@@ -39,6 +53,7 @@ impl Default for EncodeOptions {
         EncodeOptions {
             block_size: crate::params::DEFAULT_BLOCK_SIZE,
             fast: false,
+            rows_per_block: None,
         }
     }
 }
@@ -55,7 +70,34 @@ impl EncodeOptions {
                 self.block_size
             )));
         }
+        if self.rows_per_block == Some(0) {
+            return Err(Error::invalid("rows per block must be at least 1"));
+        }
         Ok(())
+    }
+
+    /// The options for a tensor of this shape: with [`EncodeOptions::rows_per_block`], a 2-D
+    /// tensor's block size becomes whole rows.
+    pub fn for_shape(&self, shape: &[u64]) -> Result<EncodeOptions> {
+        let (Some(rows), [_, cols]) = (self.rows_per_block, shape) else {
+            return Ok(*self);
+        };
+        if rows == 0 {
+            return Err(Error::invalid("rows per block must be at least 1"));
+        }
+        let mut values = cols.saturating_mul(rows as u64);
+        if values % 2 == 1 {
+            values *= 2;
+        }
+        if values > MAX_BLOCK_SIZE as u64 {
+            return Err(Error::invalid(format!(
+                "{rows} rows of {cols} values exceed the largest block ({MAX_BLOCK_SIZE} values)"
+            )));
+        }
+        Ok(EncodeOptions {
+            block_size: values.max(2) as u32,
+            ..*self
+        })
     }
 }
 
@@ -177,7 +219,7 @@ pub fn encode_with_mask(
 ) -> Result<Vec<u8>> {
     EncodeOptions {
         block_size,
-        fast: false,
+        ..EncodeOptions::default()
     }
     .validate()?;
     if data.is_empty() || !data.len().is_multiple_of(layout.value_bytes()) {
@@ -547,7 +589,7 @@ impl EntryHeader {
         }
         EncodeOptions {
             block_size: header.block_size,
-            fast: false,
+            ..EncodeOptions::default()
         }
         .validate()
         .map_err(|_| Error::corrupt(format!("invalid block size {}", header.block_size)))?;
@@ -712,6 +754,11 @@ impl<'a> CodedEntry<'a> {
     /// Number of values.
     pub fn value_count(&self) -> usize {
         self.header.value_count as usize
+    }
+
+    /// Bytes of the decoded values (`value_count` times the value size).
+    pub fn decoded_len(&self) -> usize {
+        self.value_count() * self.header.layout.value_bytes()
     }
 
     /// The raw lane directory bytes (`block_count * LANES` records of state, first word).

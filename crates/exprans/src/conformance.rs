@@ -106,7 +106,11 @@ pub fn vectors() -> Vec<Vector> {
                 dtype,
                 layout,
                 values: encode_values(dtype, values),
-                options: EncodeOptions { block_size, fast },
+                options: EncodeOptions {
+                    block_size,
+                    fast,
+                    rows_per_block: None,
+                },
             });
         };
         let big = crate::params::DEFAULT_BLOCK_SIZE;

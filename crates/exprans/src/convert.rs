@@ -1,30 +1,21 @@
 //! Whole-file conversions over bytes in memory (or memory-mapped) and any writer: the core of
-//! `compress`, `decompress` and `verify`, shared by the CLI's file layer ([`crate::files`]) and
-//! by callers that hold files in memory (tests, the browser).
+//! `compress`, `decompress` and `verify`, shared by the command-line tool's file layer and by
+//! callers that hold files in memory (tests, the browser).
 //!
 //! Errors of type [`Error::Io`] come only from the writer; every other error is about the input.
 
-use std::io::{Cursor, Seek, SeekFrom, Write};
+use std::io::{Cursor, Seek, Write};
 
-use crate::archive::{self, Archive, BlockLayout, CpuDecoder, TensorIndex};
+use crate::archive::{Archive, TensorIndex};
 use crate::codec::EncodeOptions;
 use crate::safetensors::Header;
-use crate::source_header::SourceHeader;
-use crate::{Error, Result};
+use crate::tensor::CpuDecoder;
+use crate::writer::{encode_tensor, ArchiveWriter};
+use crate::Result;
 
-/// Decodes tensors from their stored bytes (on the CPU or a GPU). Implementations check the
-/// stored checksum before decoding and the decoded checksum after.
-pub trait TensorDecoder: Send {
-    /// Decodes one tensor into `out`, replacing its contents (its allocation is reused).
-    fn decode_into(&mut self, t: &TensorIndex, stored: &[u8], out: &mut Vec<u8>) -> Result<()>;
-
-    /// Decodes one tensor.
-    fn decode(&mut self, t: &TensorIndex, stored: &[u8]) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.decode_into(t, stored, &mut out)?;
-        Ok(out)
-    }
-
+/// Decodes tensors from their stored bytes (on the CPU or a GPU), checking the stored checksum
+/// before decoding and the decoded checksum after: what [`decompress_into`] and [`verify`] run.
+pub trait TensorDecoder {
     /// Decodes several tensors, in order, into `outs` (resized to `items.len()`; existing
     /// buffers are reused). Implementations may work on them together: the CPU decoder in
     /// parallel, the GPU decoder in one submission.
@@ -32,33 +23,30 @@ pub trait TensorDecoder: Send {
         &mut self,
         items: &[(&TensorIndex, &[u8])],
         outs: &mut Vec<Vec<u8>>,
-    ) -> Result<()> {
-        outs.resize_with(items.len(), Vec::new);
-        for ((t, stored), out) in items.iter().zip(outs.iter_mut()) {
-            self.decode_into(t, stored, out)?;
-        }
-        Ok(())
-    }
+    ) -> Result<()>;
 }
 
 impl TensorDecoder for CpuDecoder {
-    fn decode_into(&mut self, t: &TensorIndex, stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        archive::decode_tensor_into(t, stored, *self, out)
-    }
-
-    #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
     fn decode_batch(
         &mut self,
         items: &[(&TensorIndex, &[u8])],
         outs: &mut Vec<Vec<u8>>,
     ) -> Result<()> {
-        use rayon::prelude::*;
-        let decoder = *self;
         outs.resize_with(items.len(), Vec::new);
+        let decoder = *self;
+        #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
+        {
+            use rayon::prelude::*;
+            items
+                .par_iter()
+                .zip(outs.par_iter_mut())
+                .try_for_each(|((t, stored), out)| decoder.decode_tensor_into(t, stored, out))
+        }
+        #[cfg(not(all(feature = "parallel", not(target_arch = "wasm32"))))]
         items
-            .par_iter()
-            .zip(outs.par_iter_mut())
-            .try_for_each(|((t, stored), out)| archive::decode_tensor_into(t, stored, decoder, out))
+            .iter()
+            .zip(outs.iter_mut())
+            .try_for_each(|((t, stored), out)| decoder.decode_tensor_into(t, stored, out))
     }
 }
 
@@ -103,40 +91,20 @@ fn map_items<T: Sync, U: Send>(
 /// Called with the number of original bytes just processed.
 pub type ProgressFn<'a> = &'a (dyn Fn(u64) + Sync);
 
-/// Parses and checks the header of a safetensors file held in memory.
-pub fn read_header(file: &[u8]) -> Result<Header> {
-    let prefix: &[u8; 8] = file
-        .get(..8)
-        .and_then(|p| p.try_into().ok())
-        .ok_or_else(|| Error::invalid("file too short to be safetensors"))?;
-    let json_len = Header::json_len_from_prefix(prefix, file.len() as u64)?;
-    Header::parse(&file[8..8 + json_len as usize], file.len() as u64)
-}
-
 /// Compresses the safetensors file `input` into `out` (written from its position 0 on; seeks
-/// back to write the header last). Memory: about twice the largest tensor. Returns the number
-/// of bytes written.
+/// back to write the header last). Tensors are compressed in batches, in parallel with the
+/// `parallel` feature; memory: about twice the largest batch. Returns the number of bytes
+/// written.
 pub fn compress_into<W: Write + Seek>(
     input: &[u8],
     out: &mut W,
     opts: &EncodeOptions,
-    blocks: BlockLayout,
     progress: ProgressFn,
 ) -> Result<u64> {
     opts.validate()?;
-    let header = read_header(input)?;
-    let format = header.metadata.as_ref().and_then(|m| m.get("format"));
-    if format.map(String::as_str) == Some(archive::FORMAT_NAME) {
-        return Err(Error::invalid("already an exprans file"));
-    }
+    let header = Header::read(input)?;
     let data_start = header.data_start() as usize;
-    let source_json = std::str::from_utf8(&input[8..data_start]).expect("checked by Header::parse");
-    let source = SourceHeader::new(source_json, &header);
-    let reserved = archive::reserve_header_len(&source, &header.tensors);
-
-    out.seek(SeekFrom::Start(8 + reserved as u64))?;
-    let mut index = Vec::with_capacity(header.tensors.len());
-    let mut lens = Vec::with_capacity(header.tensors.len());
+    let mut writer = ArchiveWriter::new(out, input, input.len() as u64)?;
     let tensors = &header.tensors;
     for batch in batches(
         tensors
@@ -146,32 +114,21 @@ pub fn compress_into<W: Write + Seek>(
         let stored = map_items(&tensors[batch], |(name, entry)| {
             let (begin, end) = entry.data_offsets;
             let bytes = &input[data_start + begin as usize..data_start + end as usize];
-            archive::compress_tensor(name, entry, bytes, opts, blocks)
+            encode_tensor(name, entry, bytes, opts)
         })?;
         for s in stored {
-            out.write_all(&s.stored)?;
-            lens.push(s.stored.len() as u64);
             progress(s.index.bytes);
-            index.push(s.index);
+            writer.push(s)?;
         }
     }
-    let json = archive::pad_header(archive::render_header(&source, &index, &lens), reserved)?;
-    out.seek(SeekFrom::Start(0))?;
-    out.write_all(&(json.len() as u64).to_le_bytes())?;
-    out.write_all(json.as_bytes())?;
-    out.flush()?;
-    Ok(8 + reserved as u64 + lens.iter().sum::<u64>())
+    Ok(writer.finish()?.1)
 }
 
 /// [`compress_into`] a new `Vec`.
 pub fn compress(input: &[u8], opts: &EncodeOptions) -> Result<Vec<u8>> {
     let mut out = Cursor::new(Vec::new());
-    compress_into(input, &mut out, opts, BlockLayout::Fixed, &|_| {})?;
+    compress_into(input, &mut out, opts, &|_| {})?;
     Ok(out.into_inner())
-}
-
-fn stored_bytes<'a>(file: &'a [u8], t: &archive::ArchiveTensor) -> &'a [u8] {
-    &file[t.stored.start as usize..t.stored.end as usize]
 }
 
 /// Decodes every tensor of `file` in data order, in batches, handing each to `each` until it
@@ -188,8 +145,8 @@ fn for_each_decoded(
     for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
         let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
             .iter()
-            .map(|t| (&t.index, stored_bytes(file, t)))
-            .collect();
+            .map(|t| Ok((&t.index, t.stored_in(file)?)))
+            .collect::<Result<_>>()?;
         decoder.decode_batch(&items, &mut outs)?;
         for (decoded, (t, _)) in outs.iter().zip(&items) {
             if !each(t, decoded)? {
@@ -220,6 +177,21 @@ pub fn decompress_into<W: Write>(
 }
 
 /// The original file of an exprans file held in memory, decoded on the CPU.
+///
+/// ```
+/// # let values: Vec<u8> = (0..4096u32)
+/// #     .flat_map(|i| half::bf16::from_f32((i % 251) as f32 * 1e-3 - 0.1).to_le_bytes())
+/// #     .collect();
+/// # let header = format!(r#"{{"w":{{"dtype":"BF16","shape":[64,64],"data_offsets":[0,{}]}}}}"#, values.len());
+/// # let mut file = (header.len() as u64).to_le_bytes().to_vec();
+/// # file.extend_from_slice(header.as_bytes());
+/// # file.extend_from_slice(&values);
+/// use exprans::{CpuDecoder, EncodeOptions};
+/// let packed = exprans::compress(&file, &EncodeOptions::default())?;
+/// assert!(packed.len() < file.len());
+/// assert_eq!(exprans::decompress(&packed, CpuDecoder::Reference)?, file);
+/// # Ok::<(), exprans::Error>(())
+/// ```
 pub fn decompress(file: &[u8], decoder: CpuDecoder) -> Result<Vec<u8>> {
     let archive = Archive::from_bytes(file)?;
     let mut out = Vec::with_capacity(archive.original_len() as usize);
@@ -253,7 +225,11 @@ impl std::fmt::Display for Mismatch {
                 )
             }
             Mismatch::Header => write!(f, "header differs from the decoded header"),
-            Mismatch::Tensor(name) => write!(f, "tensor '{name}' differs from the decoded tensor"),
+            Mismatch::Tensor(name) => write!(
+                f,
+                "tensor {} differs from the decoded tensor",
+                crate::error::quote(name)
+            ),
         }
     }
 }
@@ -295,58 +271,4 @@ pub fn verify(
         Ok(true)
     })?;
     Ok(mismatch)
-}
-
-/// The GPU decoder as a [`TensorDecoder`]: checksums are checked on the host, before upload and
-/// after read-back; raw tensors need no GPU.
-#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-impl TensorDecoder for crate::gpu::GpuDecoder {
-    fn decode_into(&mut self, t: &TensorIndex, stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let mut outs = vec![std::mem::take(out)];
-        self.decode_batch(&[(t, stored)], &mut outs)?;
-        *out = outs.pop().expect("one output");
-        Ok(())
-    }
-
-    /// Every coded tensor of the batch in one GPU submission.
-    fn decode_batch(
-        &mut self,
-        items: &[(&TensorIndex, &[u8])],
-        outs: &mut Vec<Vec<u8>>,
-    ) -> Result<()> {
-        let mut coded = Vec::new();
-        for (t, stored) in items {
-            archive::check_stored(t, stored)?;
-            if t.encoding == archive::Encoding::Rans {
-                coded.push((*t, archive::coded_entry(t, stored)?));
-            }
-        }
-        let entries: Vec<&crate::codec::CodedEntry> = coded.iter().map(|(_, e)| e).collect();
-        let decoded = match self.decode_to_host_blocking(&entries) {
-            Ok(decoded) => decoded,
-            Err(batch_error) => {
-                // Name the tensor that failed: decode them one by one.
-                for (t, entry) in &coded {
-                    self.decode_to_host_blocking(&[entry])
-                        .map_err(|e| e.in_tensor(&t.name))?;
-                }
-                return Err(batch_error);
-            }
-        };
-        let mut decoded = decoded.into_iter();
-        outs.resize_with(items.len(), Vec::new);
-        for ((t, stored), out) in items.iter().zip(outs.iter_mut()) {
-            match t.encoding {
-                archive::Encoding::Raw => {
-                    out.clear();
-                    out.extend_from_slice(archive::raw_tensor(t, stored)?);
-                }
-                archive::Encoding::Rans => {
-                    *out = decoded.next().expect("one output per coded entry")
-                }
-            }
-            archive::check_decoded(t, out)?;
-        }
-        Ok(())
-    }
 }

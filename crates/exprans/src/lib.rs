@@ -2,17 +2,22 @@
 //! CPU or on any GPU through WGSL compute shaders.
 //!
 //! A BF16 weight is a sign bit, 8 exponent bits and 7 mantissa bits; real models use few exponent
-//! values. exprans splits floats into byte planes ([`planes`]), entropy-codes the planes that pay
-//! for it with 32 interleaved rANS lanes per block ([`rans`], [`codec`]), and stores the result in
-//! a valid safetensors file ([`archive`], format in `docs/FORMAT.md`). Decoding is bit for bit:
-//! [`cpu::decode_reference`] is the oracle, [`cpu::decode_fast`] and the GPU kernels ([`gpu`])
-//! must agree with it.
+//! values. exprans splits floats into byte planes, entropy-codes the planes that pay for it with
+//! 32 interleaved rANS lanes per block, and stores the result in a valid safetensors file (the
+//! format is `docs/FORMAT.md`). Decoding is bit for bit: [`CpuDecoder::Reference`] is the
+//! oracle, the fast CPU decoder and the GPU kernels ([`gpu`], cargo feature `gpu`) must agree
+//! with it.
 //!
-//! Whole files in memory ([`convert`]); the CLI's file and directory layer is the `exprans-cli` crate:
+//! - Whole files: [`compress`], [`decompress`], [`verify`] (and the `_into` forms over any
+//!   writer).
+//! - Reading: [`Archive`] parses an exprans file's header (all that is needed to find, check and
+//!   decode any one tensor); [`CpuDecoder::decode_tensor`] and `gpu::GpuDecoder::decode_tensors`
+//!   decode tensors, checking both checksums.
+//! - Writing: [`ArchiveWriter`], one tensor at a time, each with its own [`EncodeOptions`].
+//! - Errors: [`Error`], with an [`ErrorKind`] to match on.
 //!
 //! ```
-//! use exprans::archive::CpuDecoder;
-//! use exprans::{codec::EncodeOptions, convert};
+//! use exprans::{CpuDecoder, EncodeOptions};
 //!
 //! // A safetensors file with one BF16 tensor of 4096 small values.
 //! let values: Vec<u8> = (0..4096u32)
@@ -26,44 +31,46 @@
 //! file.extend_from_slice(header.as_bytes());
 //! file.extend_from_slice(&values);
 //!
-//! let packed = convert::compress(&file, &EncodeOptions::default())?;
+//! let packed = exprans::compress(&file, &EncodeOptions::default())?;
 //! assert!(packed.len() < file.len());
-//! assert_eq!(convert::decompress(&packed, CpuDecoder::Reference)?, file);
+//! assert_eq!(exprans::decompress(&packed, CpuDecoder::Reference)?, file);
 //! # Ok::<(), exprans::Error>(())
 //! ```
 //!
-//! One tensor, without the container:
-//!
-//! ```
-//! use exprans::codec::{encode, CodedEntry, EncodeOptions};
-//! use exprans::planes::PlaneLayout;
-//!
-//! let values: Vec<u8> = (0..10_000u32)
-//!     .flat_map(|i| half::bf16::from_f32(((i * 7919) % 1000) as f32 * 1e-4).to_le_bytes())
-//!     .collect();
-//! let (entry, _stats) = encode(PlaneLayout::Float16, &values, &EncodeOptions::default())?;
-//! let entry = entry.expect("these values compress");
-//! let parsed = CodedEntry::parse(&entry, PlaneLayout::Float16, 10_000)?;
-//! let mut out = vec![0u8; values.len()];
-//! exprans::cpu::decode_reference(&parsed, &mut out)?;
-//! assert_eq!(out, values);
-//! # Ok::<(), exprans::Error>(())
-//! ```
+//! Cargo features: `gpu` (the [`gpu`] module, wgpu) and `parallel` (rayon), both on by default.
+//! Without them the crate needs no GPU stack and no thread pool.
 
 #![warn(missing_docs)]
 
-pub mod archive;
+mod archive;
+#[doc(hidden)]
 pub mod codec;
 pub mod conformance;
-pub mod convert;
-pub mod cpu;
+mod convert;
+mod cpu;
 mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+#[doc(hidden)]
 pub mod params;
+#[doc(hidden)]
 pub mod planes;
-pub mod rans;
+mod rans;
 pub mod safetensors;
-pub mod source_header;
+mod source_header;
+mod tensor;
+#[cfg(test)]
+mod tests;
+mod writer;
 
-pub use error::{Error, Result};
+pub use archive::{Archive, ArchiveTensor, Encoding, TensorIndex, FORMAT_NAME, FORMAT_VERSION};
+pub use codec::{CodedEntry, EncodeOptions, SizeBreakdown};
+pub use convert::{
+    compress, compress_into, decompress, decompress_into, verify, Mismatch, ProgressFn,
+    TensorDecoder,
+};
+pub use cpu::CpuKernel;
+pub use error::{Error, ErrorKind, Result};
+pub use params::{DEFAULT_BLOCK_SIZE, LANES, MAX_BLOCK_SIZE};
+pub use tensor::CpuDecoder;
+pub use writer::ArchiveWriter;

@@ -301,7 +301,9 @@ pub fn decode_table(table: &FreqTable) -> Vec<PackedSlot> {
     slots
 }
 
-/// Encoder-side symbol info: start and frequency.
+/// Encoder-side symbol info: start and frequency (the reference encoder's, which the tests
+/// compare the fast encoder with).
+#[cfg(test)]
 #[derive(Clone, Copy, Debug)]
 pub struct EncSymbol {
     /// `cum[s]`.
@@ -311,6 +313,7 @@ pub struct EncSymbol {
 }
 
 /// Encoder tables of a [`FreqTable`].
+#[cfg(test)]
 pub fn encode_table(table: &FreqTable) -> [EncSymbol; 256] {
     let cum = table.cumulative();
     std::array::from_fn(|s| EncSymbol {
@@ -321,7 +324,7 @@ pub fn encode_table(table: &FreqTable) -> [EncSymbol; 256] {
 
 /// Encodes one symbol into `state`, pushing at most one 16-bit word onto `words` first.
 /// Symbols are encoded in reverse order; the words come out reversed too (see [`crate::codec`]).
-#[inline]
+#[cfg(test)]
 pub fn encode_symbol(state: &mut u32, words: &mut Vec<u16>, sym: EncSymbol) {
     debug_assert!(sym.freq > 0, "symbol with zero frequency");
     // x_max = ((RANS_L >> PROB_BITS) << 16) * freq, computed in u64: for freq = PROB_SCALE it is 2^32.

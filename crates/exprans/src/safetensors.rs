@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::quote;
 use crate::{Error, Result};
 
 /// Largest header accepted, as in the `safetensors` crate.
@@ -47,6 +48,16 @@ pub fn dtype_size(dtype: &str) -> Option<u64> {
 }
 
 impl Header {
+    /// Parses and checks the header of a whole safetensors file held in memory.
+    pub fn read(file: &[u8]) -> Result<Header> {
+        let prefix: &[u8; 8] = file
+            .get(..8)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| Error::invalid("file too short to be safetensors"))?;
+        let json_len = Header::json_len_from_prefix(prefix, file.len() as u64)?;
+        Header::parse(&file[8..8 + json_len as usize], file.len() as u64)
+    }
+
     /// Offset of the data section from the start of the file.
     pub fn data_start(&self) -> u64 {
         8 + self.json_len
@@ -95,7 +106,7 @@ impl Header {
                 continue;
             }
             let entry: TensorEntry = serde_json::from_value(value)
-                .map_err(|e| Error::invalid(format!("tensor '{name}': bad entry: {e}")))?;
+                .map_err(|e| Error::invalid(format!("tensor {}: bad entry: {e}", quote(&name))))?;
             tensors.push((name, entry));
         }
         tensors.sort_by_key(|(_, t)| t.data_offsets);
@@ -107,26 +118,31 @@ impl Header {
             let (begin, end) = t.data_offsets;
             if begin != expected || end < begin {
                 return Err(Error::invalid(format!(
-                    "tensor '{name}': data offsets [{begin}, {end}) are not contiguous (expected start {expected})"
+                    "tensor {}: data offsets [{begin}, {end}) are not contiguous (expected start {expected})", quote(name)
                 )));
             }
             if end > data_len {
                 return Err(Error::invalid(format!(
-                    "tensor '{name}': data offsets [{begin}, {end}) run past the end of the file"
+                    "tensor {}: data offsets [{begin}, {end}) run past the end of the file",
+                    quote(name)
                 )));
             }
             if let Some(size) = dtype_size(&t.dtype) {
-                let bytes = t
-                    .shape
-                    .iter()
-                    .try_fold(size, |acc, &d| acc.checked_mul(d))
+                // Elements first, as the safetensors crate counts: [2^63, 0] holds no bytes.
+                let bytes = element_count(&t.shape)
+                    .and_then(|n| n.checked_mul(size))
                     .ok_or_else(|| {
-                        Error::invalid(format!("tensor '{name}': shape {:?} overflows", t.shape))
+                        Error::invalid(format!(
+                            "tensor {}: shape {:?} overflows",
+                            quote(name),
+                            t.shape
+                        ))
                     })?;
                 if bytes != end - begin {
                     return Err(Error::invalid(format!(
-                        "tensor '{name}': {} {:?} needs {bytes} bytes, offsets give {}",
-                        t.dtype,
+                        "tensor {}: {} {:?} needs {bytes} bytes, offsets give {}",
+                        quote(name),
+                        quote(&t.dtype),
                         t.shape,
                         end - begin
                     )));

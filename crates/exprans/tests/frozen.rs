@@ -1,7 +1,7 @@
 //! Frozen version-1 files (tests/frozen/, made by exprans 0.1.0) must decode identically in every
 //! later version. Never regenerate them: a change that breaks this test breaks users' files.
 
-use exprans::archive::{decode_tensor, Archive, CpuDecoder};
+use exprans::{Archive, CpuDecoder, CpuKernel};
 use exprans_testkit::frozen_dir;
 
 const FROZEN: [(&str, u32); 3] = [
@@ -31,15 +31,25 @@ fn frozen_files_decode_to_their_input_with_every_cpu_decoder() {
     for (name, crc) in FROZEN {
         let file = read_checked(name, crc);
         let archive = Archive::from_bytes(&file).unwrap();
-        for decoder in [
+        let kernels = CpuKernel::available()
+            .into_iter()
+            .map(|kernel| CpuDecoder::Kernel {
+                kernel,
+                parallel: false,
+            });
+        let decoders = [
             CpuDecoder::Reference,
             CpuDecoder::Fast { parallel: false },
             CpuDecoder::Fast { parallel: true },
-        ] {
+        ];
+        for decoder in decoders.into_iter().chain(kernels) {
             let mut out = archive.source_header_bytes();
             for t in &archive.tensors {
-                let stored = &file[t.stored.start as usize..t.stored.end as usize];
-                out.extend(decode_tensor(&t.index, stored, decoder).unwrap());
+                out.extend(
+                    decoder
+                        .decode_tensor(&t.index, t.stored_in(&file).unwrap())
+                        .unwrap(),
+                );
             }
             assert!(out == input, "{name} with {decoder:?}");
         }

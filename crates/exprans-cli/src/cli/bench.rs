@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::files;
-use exprans::archive::{Archive, BlockLayout, CpuDecoder};
-use exprans::codec::EncodeOptions;
-use exprans::{convert, Error, Result};
+use exprans::EncodeOptions;
+use exprans::{Archive, CpuDecoder};
+use exprans::{Error, Result};
 
 use crate::Device;
 
@@ -72,7 +72,7 @@ pub fn run(
     let map = files::map_file(path)?;
     // Work on a private copy so page faults of the map do not count.
     let data = map.to_vec();
-    convert::read_header(&data).map_err(|e| e.in_file(path))?;
+    exprans::safetensors::Header::read(&data).map_err(|e| e.in_file(path))?;
     let data_bytes = data.len() as f64;
 
     // memcpy of the same bytes, the yardstick of every speed below.
@@ -98,7 +98,7 @@ pub fn run(
     };
     let compress = |opts: &EncodeOptions| -> Result<Vec<u8>> {
         let mut out = Cursor::new(Vec::with_capacity(data.len()));
-        convert::compress_into(&data, &mut out, opts, BlockLayout::Fixed, &|_| {})?;
+        exprans::compress_into(&data, &mut out, opts, &|_| {})?;
         Ok(out.into_inner())
     };
     let mut packed_default = Vec::new();
@@ -115,7 +115,7 @@ pub fn run(
     let archive_default = Archive::from_bytes(&packed_default)?;
     let archive_fast = Archive::from_bytes(&packed_fast)?;
     let decode_all = |packed: &[u8], archive: &Archive, decoder: CpuDecoder| -> Result<()> {
-        convert::decompress_into(
+        exprans::decompress_into(
             packed,
             archive,
             &mut { decoder },

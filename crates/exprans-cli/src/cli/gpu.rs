@@ -2,37 +2,53 @@
 //! GPU part of `bench`.
 
 use crate::files::TensorDecoder;
-use exprans::archive::{self, Archive};
-use exprans::codec::CodedEntry;
 use exprans::gpu::{self, AdapterSummary, DecoderOptions, GpuDecoder, KernelPath};
-use exprans::{conformance, Error, Result};
+use exprans::{conformance, Archive, CodedEntry, Error, Result, TensorIndex};
+
+/// The GPU decoder as the whole-file functions' [`TensorDecoder`]: every tensor of a batch in
+/// one submission, both checksums checked (`GpuDecoder::decode_tensors`), blocking here at the
+/// program's edge.
+pub struct GpuTensorDecoder(pub GpuDecoder);
+
+impl TensorDecoder for GpuTensorDecoder {
+    fn decode_batch(
+        &mut self,
+        items: &[(&TensorIndex, &[u8])],
+        outs: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        *outs = pollster::block_on(self.0.decode_tensors(items))?;
+        Ok(())
+    }
+}
 
 use crate::Device;
 
 /// The decoder for `--device`. `auto` takes the GPU only when the default adapter is real
 /// hardware: a CPU adapter (lavapipe, SwiftShader, WARP) is slower than the CPU decoder.
-pub fn decoder_for(device: Device, quiet: bool) -> Result<Box<dyn TensorDecoder>> {
+pub fn decoder_for(device: Device, quiet: bool) -> Result<Box<dyn TensorDecoder + Send>> {
     match device {
         Device::Cpu => Ok(crate::cpu_decoder()),
-        Device::Gpu => Ok(Box::new(GpuDecoder::new_default_blocking(
-            DecoderOptions::default(),
-        )?)),
-        Device::Auto => match GpuDecoder::new_default_blocking(DecoderOptions::default()) {
-            Ok(d) if d.adapter().is_some_and(|a| a.device_type != "Cpu") => {
-                if !quiet {
-                    let a = d.adapter().expect("checked");
-                    eprintln!("decoding on {} ({})", a.name, a.backend);
+        Device::Gpu => Ok(Box::new(GpuTensorDecoder(pollster::block_on(
+            GpuDecoder::new_default(DecoderOptions::default()),
+        )?))),
+        Device::Auto => {
+            match pollster::block_on(GpuDecoder::new_default(DecoderOptions::default())) {
+                Ok(d) if d.adapter().is_some_and(|a| a.device_type != "Cpu") => {
+                    if !quiet {
+                        let a = d.adapter().expect("checked");
+                        eprintln!("decoding on {} ({})", a.name, a.backend);
+                    }
+                    Ok(Box::new(GpuTensorDecoder(d)))
                 }
-                Ok(Box::new(d))
+                _ => Ok(crate::cpu_decoder()),
             }
-            _ => Ok(crate::cpu_decoder()),
-        },
+        }
     }
 }
 
 /// `exprans devices`.
 pub fn devices(json: bool) -> Result<()> {
-    let adapters = gpu::list_adapters_blocking(wgpu::Backends::all());
+    let adapters = pollster::block_on(gpu::list_adapters(wgpu::Backends::all()));
     if json {
         println!(
             "{}",
@@ -97,7 +113,7 @@ pub fn selftest(all_adapters: bool, json: bool) -> Result<()> {
     let mut expected = Vec::with_capacity(parsed.len());
     for (v, e) in vectors.iter().zip(&parsed) {
         let mut out = vec![0u8; v.values.len()];
-        exprans::cpu::decode_reference(e, &mut out)?;
+        exprans::CpuDecoder::Reference.decode_entry(e, &mut out)?;
         expected.push(out);
     }
 
@@ -117,7 +133,7 @@ pub fn selftest(all_adapters: bool, json: bool) -> Result<()> {
                 decoders.push(pollster::block_on(GpuDecoder::for_adapter(a, options)));
             }
         } else {
-            decoders.push(GpuDecoder::new_default_blocking(options));
+            decoders.push(pollster::block_on(GpuDecoder::new_default(options)));
         }
     }
     let mut results = Vec::new();
@@ -135,14 +151,14 @@ pub fn selftest(all_adapters: bool, json: bool) -> Result<()> {
         }
         let mut failures = Vec::new();
         for ((v, e), want) in vectors.iter().zip(&parsed).zip(&expected) {
-            match decoder.decode_to_host_blocking(&[e]) {
+            match pollster::block_on(decoder.decode_entries(&[e])) {
                 Ok(out) if out[0] == *want => {}
                 Ok(_) => failures.push(format!("{}: wrong bytes", v.name)),
                 Err(err) => failures.push(format!("{}: {err}", v.name)),
             }
         }
         let all: Vec<&CodedEntry> = parsed.iter().collect();
-        match decoder.decode_to_host_blocking(&all) {
+        match pollster::block_on(decoder.decode_entries(&all)) {
             Ok(out) if out == expected => {}
             Ok(_) => failures.push("batch of every case: wrong bytes".into()),
             Err(err) => failures.push(format!("batch of every case: {err}")),
@@ -192,20 +208,15 @@ pub fn selftest(all_adapters: bool, json: bool) -> Result<()> {
 
 /// GPU decode benchmark of the coded tensors of an exprans file, all in one batch.
 pub fn bench(packed: &[u8], archive: &Archive, repeat: usize) -> Result<serde_json::Value> {
-    let decoder = GpuDecoder::new_default_blocking(DecoderOptions::default())?;
+    let decoder = pollster::block_on(GpuDecoder::new_default(DecoderOptions::default()))?;
     let entries: Vec<CodedEntry> = archive
         .tensors
         .iter()
-        .filter(|t| t.index.encoding == archive::Encoding::Rans)
-        .map(|t| {
-            archive::coded_entry(
-                &t.index,
-                &packed[t.stored.start as usize..t.stored.end as usize],
-            )
-        })
+        .map(|t| CodedEntry::of_tensor(&t.index, t.stored_in(packed)?))
+        .filter_map(Result::transpose)
         .collect::<Result<_>>()?;
     let refs: Vec<&CodedEntry> = entries.iter().collect();
-    let report = gpu::bench::bench_blocking(&decoder, &refs, repeat as u32)?;
+    let report = pollster::block_on(decoder.bench(&refs, repeat as u32))?;
     let mut value = serde_json::to_value(&report).expect("serializable");
     value["adapter"] = serde_json::to_value(decoder.adapter()).expect("serializable");
     value["decode_vs_copy_u32"] = report.decode_vs_copy_u32().into();

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::files;
-use exprans::archive::{self, Encoding};
 use exprans::Result;
+use exprans::{CodedEntry, Encoding};
 
 /// One tensor's line.
 #[derive(serde::Serialize)]
@@ -73,7 +73,7 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     let (mut bound_exp, mut bound_all) = (source_header_len, source_header_len);
     for t in &archive.tensors {
         let ix = &t.index;
-        let stored = &data[t.stored.start as usize..t.stored.end as usize];
+        let stored = t.stored_in(&data).map_err(|e| e.in_file(path))?;
         let values = ix.value_count();
         let entropy: Vec<f64> = ix
             .entropy_millibits
@@ -94,8 +94,9 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
                 (String::new(), None)
             }
             Encoding::Rans => {
-                archive::check_stored(ix, stored).map_err(|e| e.in_file(path))?;
-                let entry = archive::coded_entry(ix, stored).map_err(|e| e.in_file(path))?;
+                let entry = CodedEntry::of_tensor(ix, stored)
+                    .map_err(|e| e.in_file(path))?
+                    .expect("a coded tensor has a coded entry");
                 let b = entry.size_breakdown();
                 totals.table_bytes += b.tables as u64;
                 totals.directory_bytes += b.directory as u64;

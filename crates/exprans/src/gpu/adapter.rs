@@ -82,12 +82,6 @@ pub async fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
         .collect()
 }
 
-/// Blocking [`list_adapters`].
-#[cfg(not(target_arch = "wasm32"))]
-pub fn list_adapters_blocking(backends: wgpu::Backends) -> Vec<AdapterSummary> {
-    pollster::block_on(list_adapters(backends))
-}
-
 /// The message for "no adapter", with how to get one.
 pub(crate) fn no_adapter(detail: impl std::fmt::Display) -> Error {
     Error::Gpu(format!(

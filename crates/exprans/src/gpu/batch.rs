@@ -107,6 +107,14 @@ const READBACK: wgpu::BufferUsages =
 impl GpuDecoder {
     /// Prepares, records and submits one batch, then reads its flags (and host outputs).
     pub(crate) async fn run(&self, items: &[(&CodedEntry<'_>, Dest<'_>)]) -> Result<Vec<Vec<u8>>> {
+        Ok(self.run_batch(items).await?)
+    }
+
+    /// [`GpuDecoder::run`], with the failing item of the batch.
+    pub(crate) async fn run_batch(
+        &self,
+        items: &[(&CodedEntry<'_>, Dest<'_>)],
+    ) -> std::result::Result<Vec<Vec<u8>>, BatchError> {
         let (batch, errors) = sync::capture(self.device(), "decoding on the GPU", || {
             let batch = self.prepare(items)?;
             let mut encoder = self.device().create_command_encoder(&Default::default());
@@ -115,7 +123,7 @@ impl GpuDecoder {
             Ok::<_, Error>(batch)
         });
         errors.await?;
-        self.finish(batch?).await
+        batch?.finish(self.device()).await
     }
 
     /// Groups the jobs of every item into dispatches within the binding limit.
@@ -331,12 +339,43 @@ impl GpuDecoder {
             }
         }
     }
+}
 
+/// A failure of one batch, with the item it concerns when it concerns one.
+#[derive(Debug)]
+pub(crate) struct BatchError {
+    /// Index of the failing item in the batch.
+    pub item: Option<usize>,
+    /// What went wrong.
+    pub error: Error,
+}
+
+impl From<Error> for BatchError {
+    fn from(error: Error) -> Self {
+        BatchError { item: None, error }
+    }
+}
+
+/// The error alone, naming the item when the batch had several.
+impl From<BatchError> for Error {
+    fn from(e: BatchError) -> Self {
+        match (e.item, e.error) {
+            (Some(item), Error::Corrupt(m)) => Error::Corrupt(format!("{m} (batch item {item})")),
+            (_, error) => error,
+        }
+    }
+}
+
+impl Batch {
     /// Waits for a submitted batch, checks its flags and gathers host outputs.
-    pub(crate) async fn finish(&self, batch: Batch) -> Result<Vec<Vec<u8>>> {
+    pub(crate) async fn finish(
+        self,
+        device: &wgpu::Device,
+    ) -> std::result::Result<Vec<Vec<u8>>, BatchError> {
+        let batch = self;
         let mut buffers = vec![&batch.flags_readback];
         buffers.extend(batch.host.iter().map(|h| &h.readback));
-        sync::map_read(self.device(), &buffers).await?;
+        sync::map_read(device, &buffers).await?;
         let read_error = |e| Error::Gpu(format!("reading results back failed: {e}"));
         let flags: Vec<u32> = bytemuck::pod_collect_to_vec(
             &batch
@@ -348,23 +387,23 @@ impl GpuDecoder {
             if pair[1] != 0 {
                 return Err(Error::Gpu(
                     "the subgroup kernel found subgroups whose active invocations are not the \
-                     first ones; this adapter needs the portable path \
+                     first ones; this adapter needs the portable kernel \
                      (DecoderOptions::force_portable)"
                         .into(),
-                ));
+                )
+                .into());
             }
             if pair[0] != 0 {
-                // Same message as `cpu::decode_reference`, plus the item in a larger batch.
+                // Same message as `cpu::decode_reference`; the item when the batch has several.
                 let lane = (!pair[0]) as usize;
-                let which = match batch.item_lens.len() {
-                    1 => String::new(),
-                    _ => format!(" (batch item {item})"),
-                };
-                return Err(Error::corrupt(format!(
-                    "rANS lane {} of block {} does not decode to its final state{which}",
-                    lane % LANES,
-                    first_block + lane / LANES
-                )));
+                return Err(BatchError {
+                    item: (batch.item_lens.len() > 1).then_some(item),
+                    error: Error::corrupt(format!(
+                        "rANS lane {} of block {} does not decode to its final state",
+                        lane % LANES,
+                        first_block + lane / LANES
+                    )),
+                });
             }
         }
         let mut out: Vec<Vec<u8>> = batch
@@ -388,7 +427,9 @@ impl GpuDecoder {
         }
         Ok(out)
     }
+}
 
+impl GpuDecoder {
     /// A buffer, zero-initialized by wgpu (also when mapped at creation).
     fn buffer(
         &self,

@@ -55,9 +55,17 @@ impl BenchReport {
     }
 }
 
-/// Measures `entries` on `decoder`'s device, `iterations` times each (at least 1, after one
-/// warm-up); the kernels take turns. Checks that the batch decodes without error.
-pub async fn bench(
+impl GpuDecoder {
+    /// Measures the decode kernels on `entries` beside copy shaders that write the same bytes on
+    /// the same device, `iterations` times each (at least 1, after one warm-up; the kernels take
+    /// turns and the best round counts), then the whole paths by wall clock. Checks that the
+    /// entries decode without error. What `exprans bench --device gpu` reports.
+    pub async fn bench(&self, entries: &[&CodedEntry<'_>], iterations: u32) -> Result<BenchReport> {
+        bench(self, entries, iterations).await
+    }
+}
+
+async fn bench(
     decoder: &GpuDecoder,
     entries: &[&CodedEntry<'_>],
     iterations: u32,
@@ -112,7 +120,7 @@ pub async fn bench(
         decoder.queue().submit([encoder.finish()]);
     });
     errors.await?;
-    decoder.finish(batch).await?;
+    batch.finish(device).await?;
 
     // Whole paths, wall clock.
     let targets: Vec<wgpu::Buffer> = entries
@@ -130,11 +138,11 @@ pub async fn bench(
     let mut upload = Vec::new();
     for _ in 0..=iterations {
         let start = Instant::now();
-        decoder.decode_into(&items).await?;
+        decoder.decode_entries_into(&items).await?;
         to_gpu.push(start.elapsed().as_secs_f64());
 
         let start = Instant::now();
-        values = decoder.decode_to_host(entries).await?;
+        values = decoder.decode_entries(entries).await?;
         to_host.push(start.elapsed().as_secs_f64());
 
         let start = Instant::now();
@@ -166,15 +174,6 @@ pub async fn bench(
         upload_decode_read_back: rate(to_host),
         upload_uncompressed: rate(upload),
     })
-}
-
-/// Blocking [`bench()`].
-pub fn bench_blocking(
-    decoder: &GpuDecoder,
-    entries: &[&CodedEntry<'_>],
-    iterations: u32,
-) -> Result<BenchReport> {
-    pollster::block_on(bench(decoder, entries, iterations))
 }
 
 fn scratch(device: &wgpu::Device, size: u64) -> wgpu::Buffer {

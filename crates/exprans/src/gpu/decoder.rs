@@ -115,12 +115,6 @@ impl GpuDecoder {
         Ok(decoder)
     }
 
-    /// Blocking [`GpuDecoder::new_default`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn new_default_blocking(options: DecoderOptions) -> Result<GpuDecoder> {
-        pollster::block_on(Self::new_default(options))
-    }
-
     async fn open(backends: Option<wgpu::Backends>, options: DecoderOptions) -> Result<GpuDecoder> {
         let (adapter, device, queue) = adapter::open(backends).await?;
         let mut decoder = Self::from_device(&device, &queue, options).await?;
@@ -225,34 +219,24 @@ impl GpuDecoder {
         Ok(self.split(entry)?.len())
     }
 
-    /// Decodes every entry into its target, in one submission, and waits until the GPU is done.
-    /// A damaged stream gives [`Error::Corrupt`] naming the first failing lane (as
-    /// `cpu::decode_reference` does); the target then holds unspecified bytes.
-    pub async fn decode_into(&self, items: &[(&CodedEntry<'_>, OutputTarget<'_>)]) -> Result<()> {
+    /// Decodes parsed coded entries (no checksums: see [`GpuDecoder::decode_tensors_into`] for
+    /// tensors of a file) into their targets, in one submission, and waits until the GPU is
+    /// done. A damaged stream gives [`Error::Corrupt`] naming the first failing lane (as the CPU
+    /// reference decoder does); the target then holds unspecified bytes.
+    pub async fn decode_entries_into(
+        &self,
+        items: &[(&CodedEntry<'_>, OutputTarget<'_>)],
+    ) -> Result<()> {
         let items: Vec<_> = items.iter().map(|(e, t)| (*e, Dest::Buffer(*t))).collect();
         self.run(&items).await.map(drop)
     }
 
-    /// Decodes every entry, in one submission, into host memory: one `Vec` of
+    /// Decodes parsed coded entries (no checksums: see [`GpuDecoder::decode_tensors`] for
+    /// tensors of a file), in one submission, into host memory: one `Vec` of
     /// `value_count * value_bytes` little-endian bytes per entry.
-    pub async fn decode_to_host(&self, entries: &[&CodedEntry<'_>]) -> Result<Vec<Vec<u8>>> {
+    pub async fn decode_entries(&self, entries: &[&CodedEntry<'_>]) -> Result<Vec<Vec<u8>>> {
         let items: Vec<_> = entries.iter().map(|e| (*e, Dest::Host)).collect();
         self.run(&items).await
-    }
-
-    /// Blocking [`GpuDecoder::decode_into`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn decode_into_blocking(
-        &self,
-        items: &[(&CodedEntry<'_>, OutputTarget<'_>)],
-    ) -> Result<()> {
-        pollster::block_on(self.decode_into(items))
-    }
-
-    /// Blocking [`GpuDecoder::decode_to_host`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn decode_to_host_blocking(&self, entries: &[&CodedEntry<'_>]) -> Result<Vec<Vec<u8>>> {
-        pollster::block_on(self.decode_to_host(entries))
     }
 
     pub(super) fn split(&self, entry: &CodedEntry) -> Result<Vec<Piece>> {

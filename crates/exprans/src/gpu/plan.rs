@@ -217,6 +217,7 @@ mod tests {
         let opts = EncodeOptions {
             block_size,
             fast: false,
+            ..EncodeOptions::default()
         };
         let entry = encode(PlaneLayout::Float16, &data, &opts).unwrap().0;
         entry.expect("sample compresses")

@@ -1,5 +1,6 @@
-//! Waiting on the GPU without blocking the core API: error scopes turned into [`Error::Gpu`],
-//! and buffer mapping as a future.
+//! Waiting on the GPU without blocking: error scopes turned into [`Error::Gpu`], and buffer
+//! mapping as a future. The decoder's own tools, public for code that runs its own kernels
+//! beside it (exprans-infer, the browser crate).
 //!
 //! On native targets the futures drive the device with a blocking `Device::poll`; in a browser
 //! the poll is a no-op and the mapping callback arrives from the event loop.
@@ -11,16 +12,15 @@ use std::task::{Context, Poll, Waker};
 
 use crate::{Error, Result};
 
+/// The errors captured by [`capture`]: resolves to the first one.
+pub type Errors = Pin<Box<dyn Future<Output = Result<()>>>>;
+
 /// Runs `f` inside out-of-memory, validation and internal error scopes. Returns its value and a
 /// future resolving to the first captured error, prefixed with `what`.
 ///
 /// The scopes are pushed and popped here, around synchronous code only: wgpu's scope stack is
 /// thread-local, and its guard must not live across an `.await`.
-pub fn capture<T>(
-    device: &wgpu::Device,
-    what: &'static str,
-    f: impl FnOnce() -> T,
-) -> (T, impl Future<Output = Result<()>>) {
+pub fn capture<T>(device: &wgpu::Device, what: &'static str, f: impl FnOnce() -> T) -> (T, Errors) {
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
@@ -34,6 +34,7 @@ pub fn capture<T>(
         }
         Ok(())
     };
+    let errors: Errors = Box::pin(errors);
     (value, errors)
 }
 

@@ -1,8 +1,8 @@
 //! Properties of the rANS coder on its own: frequency quantization, table serialization, and
 //! encode/decode round trips of random symbol sequences under random tables.
 
-use exprans::params::{PROB_SCALE, RANS_L};
-use exprans::rans::{self, FreqTable};
+use crate::params::{PROB_SCALE, RANS_L};
+use crate::rans::{self, FreqTable};
 use proptest::prelude::*;
 
 /// Symbol counts: a random subset of the alphabet (at least one symbol) with random counts,

@@ -2,13 +2,13 @@
 //! `cpu::decode_reference` and rejects exactly what it rejects; `codec::encode` produces exactly
 //! the bytes of the straightforward encoder (`build_entry` below), serially and on a rayon pool.
 
-use exprans::codec::{
+use crate::codec::{
     encode, CodedEntry, EncodeOptions, EntryHeader, ENTRY_HEADER_LEN, ENTRY_MAGIC, ENTRY_VERSION,
 };
-use exprans::cpu::{decode_fast, decode_fast_with, decode_reference, CpuKernel};
-use exprans::params::{LANES, RANS_L};
-use exprans::planes::PlaneLayout;
-use exprans::rans::{self, FreqTable};
+use crate::cpu::{decode_fast, decode_fast_with, decode_reference, CpuKernel};
+use crate::params::{LANES, RANS_L};
+use crate::planes::PlaneLayout;
+use crate::rans::{self, FreqTable};
 
 /// Deterministic xorshift generator.
 struct Rng(u64);
@@ -139,7 +139,7 @@ fn build_entry(layout: PlaneLayout, data: &[u8], coded_mask: u8, block_size: u32
         for l in 0..LANES {
             let mut state = RANS_L;
             let mut lane_words = Vec::new();
-            let count = exprans::codec::lane_value_count(values, l);
+            let count = crate::codec::lane_value_count(values, l);
             for j in (0..count).rev() {
                 let i = start + l + j * LANES;
                 for (plane, enc) in coded.iter().rev() {
@@ -181,7 +181,7 @@ fn build_entry(layout: PlaneLayout, data: &[u8], coded_mask: u8, block_size: u32
 /// A named decoder.
 type Path = (
     String,
-    Box<dyn Fn(&CodedEntry, &mut [u8]) -> exprans::Result<()>>,
+    Box<dyn Fn(&CodedEntry, &mut [u8]) -> crate::Result<()>>,
 );
 
 /// Every fast path: each available kernel, serial and parallel, plus `decode_fast`.
@@ -305,7 +305,11 @@ fn weights_of_every_length_and_block_size() {
             for block_size in BLOCK_SIZES {
                 for fast in [false, true] {
                     let data = weights(dtype, n, n as u64 * 7 + block_size as u64);
-                    let opts = EncodeOptions { block_size, fast };
+                    let opts = EncodeOptions {
+                        block_size,
+                        fast,
+                        ..EncodeOptions::default()
+                    };
                     let what = format!("{dtype:?} n={n} block={block_size} fast={fast}");
                     check(dtype.layout(), &data, opts, &what);
                 }
@@ -344,7 +348,11 @@ fn single_symbol_planes_code_in_zero_words() {
                 let header = EntryHeader::parse(&entry).unwrap();
                 assert_eq!(header.words_count, 0, "{what}");
                 for fast in [false, true] {
-                    let opts = EncodeOptions { block_size, fast };
+                    let opts = EncodeOptions {
+                        block_size,
+                        fast,
+                        ..EncodeOptions::default()
+                    };
                     check(dtype.layout(), &data, opts, &what);
                 }
             }
@@ -359,7 +367,11 @@ fn special_values_round_trip() {
             for block_size in BLOCK_SIZES {
                 for fast in [false, true] {
                     let data = specials(dtype, n, 99 + n as u64);
-                    let opts = EncodeOptions { block_size, fast };
+                    let opts = EncodeOptions {
+                        block_size,
+                        fast,
+                        ..EncodeOptions::default()
+                    };
                     let what = format!("{dtype:?} specials n={n} block={block_size} fast={fast}");
                     check(dtype.layout(), &data, opts, &what);
                 }
@@ -377,6 +389,7 @@ fn random_bits_round_trip_when_coded() {
             let opts = EncodeOptions {
                 block_size: 66,
                 fast: false,
+                ..EncodeOptions::default()
             };
             check(
                 dtype.layout(),
@@ -401,7 +414,11 @@ fn many_blocks_with_a_partial_last_block() {
         let data = weights(dtype, n, 3);
         for block_size in [64, 66, 4096] {
             for fast in [false, true] {
-                let opts = EncodeOptions { block_size, fast };
+                let opts = EncodeOptions {
+                    block_size,
+                    fast,
+                    ..EncodeOptions::default()
+                };
                 check(
                     dtype.layout(),
                     &data,
@@ -425,7 +442,11 @@ fn encode_on_a_pool_gives_the_serial_bytes() {
     for dtype in DTYPES {
         let data = weights(dtype, 50_000, 77);
         for (block_size, fast) in [(1024, false), (4096, false), (4096, true), (1000, true)] {
-            let opts = EncodeOptions { block_size, fast };
+            let opts = EncodeOptions {
+                block_size,
+                fast,
+                ..EncodeOptions::default()
+            };
             let run = || encode(dtype.layout(), &data, &opts).unwrap().0;
             let serial = one.install(run);
             assert!(serial.is_some(), "{dtype:?} block={block_size}");
@@ -556,7 +577,7 @@ mod props {
             } else {
                 (PlaneLayout::Float16, data)
             };
-            let opts = EncodeOptions { block_size: 2 * half_block, fast };
+            let opts = EncodeOptions { block_size: 2 * half_block, fast, ..EncodeOptions::default() };
             check(layout, &data, opts, "proptest");
             let n = data.len() / layout.value_bytes();
             if n > 0 {

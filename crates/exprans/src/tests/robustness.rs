@@ -4,10 +4,15 @@
 
 use exprans_testkit as common;
 
+use crate::archive::{Encoding, TensorIndex};
+use crate::CpuDecoder;
 use common::Rng;
-use exprans::archive::{decode_tensor, CpuDecoder, Encoding, TensorIndex};
-use exprans::codec::{encode, EncodeOptions};
-use exprans::planes::PlaneLayout;
+
+fn decode_tensor(t: &TensorIndex, stored: &[u8], decoder: CpuDecoder) -> crate::Result<Vec<u8>> {
+    decoder.decode_tensor(t, stored)
+}
+use crate::codec::{encode, EncodeOptions};
+use crate::planes::PlaneLayout;
 
 fn tensor(
     dtype: &str,
@@ -85,6 +90,7 @@ fn mutated_16_bit_entries_never_panic() {
         EncodeOptions {
             block_size: 4_000,
             fast: false,
+            ..EncodeOptions::default()
         },
         11,
     );
@@ -95,6 +101,7 @@ fn mutated_16_bit_entries_never_panic() {
         EncodeOptions {
             block_size: 2_000,
             fast: true,
+            ..EncodeOptions::default()
         },
         12,
     );
@@ -113,6 +120,7 @@ fn mutated_32_bit_entries_never_panic() {
         EncodeOptions {
             block_size: 3_000,
             fast: false,
+            ..EncodeOptions::default()
         },
         13,
     );
@@ -128,6 +136,7 @@ fn truncated_and_extended_entries_are_rejected() {
         &EncodeOptions {
             block_size: 1_000,
             fast: false,
+            ..EncodeOptions::default()
         },
     );
     for len in [

@@ -9,11 +9,11 @@ use exprans_testkit as common;
 use common::quiet_wayland;
 use std::sync::OnceLock;
 
-use exprans::codec::{encode, CodedEntry, EncodeOptions, EntryHeader};
-use exprans::gpu::{DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
-use exprans::params::LANES;
-use exprans::planes::{join16, join32, PlaneLayout};
-use exprans::{cpu, Error};
+use crate::codec::{encode, CodedEntry, EncodeOptions, EntryHeader};
+use crate::gpu::{DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
+use crate::params::LANES;
+use crate::planes::{join16, join32, PlaneLayout};
+use crate::{cpu, Error};
 
 // ---------------------------------------------------------------------------------------------
 // Decoders under test
@@ -170,7 +170,11 @@ fn special_values(layout: PlaneLayout, n: usize, seed: u64) -> Vec<u8> {
 
 /// Encodes with `codec::encode`, which must find coding worthwhile.
 fn encoded(layout: PlaneLayout, data: &[u8], block_size: u32, fast: bool) -> Vec<u8> {
-    let opts = EncodeOptions { block_size, fast };
+    let opts = EncodeOptions {
+        block_size,
+        fast,
+        ..EncodeOptions::default()
+    };
     encode(layout, data, &opts)
         .expect("valid options")
         .0
@@ -181,7 +185,7 @@ fn encoded(layout: PlaneLayout, data: &[u8], block_size: u32, fast: bool) -> Vec
 /// (one value, uniformly random bytes), which `codec::encode` never writes but a decoder must
 /// accept. Follows docs/FORMAT.md; `cpu::decode_reference` checks the result.
 fn forced_entry(layout: PlaneLayout, data: &[u8], block_size: u32, mask: u8) -> Vec<u8> {
-    exprans::codec::encode_with_mask(layout, data, block_size, mask).unwrap()
+    crate::codec::encode_with_mask(layout, data, block_size, mask).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,7 +243,7 @@ fn check_all(cases: &[Case]) {
     let entries: Vec<CodedEntry> = cases.iter().map(Case::parse).collect();
     let refs: Vec<&CodedEntry> = entries.iter().collect();
     for (name, decoder) in decoders() {
-        let host = decoder.decode_to_host_blocking(&refs).unwrap_or_else(|e| {
+        let host = pollster::block_on(decoder.decode_entries(&refs)).unwrap_or_else(|e| {
             panic!("{name}: decode_to_host failed: {e}");
         });
         for (case, got) in cases.iter().zip(&host) {
@@ -257,7 +261,7 @@ fn check_in_buffer(name: &str, decoder: &GpuDecoder, cases: &[Case], entries: &[
     let mut at = 4u64;
     for e in entries {
         offsets.push(at);
-        at += exprans::gpu::output_len(e) + 12;
+        at += crate::gpu::output_len(e) + 12;
     }
     let size = at.next_multiple_of(4);
     let device = decoder.device();
@@ -284,15 +288,14 @@ fn check_in_buffer(name: &str, decoder: &GpuDecoder, cases: &[Case], entries: &[
             (e, target)
         })
         .collect();
-    decoder
-        .decode_into_blocking(&items)
+    pollster::block_on(decoder.decode_entries_into(&items))
         .unwrap_or_else(|e| panic!("{name}: decode_into failed: {e}"));
     let bytes = read_buffer(decoder, &buffer);
     let mut guard_from = 0;
     for ((case, e), &offset) in cases.iter().zip(entries).zip(&offsets) {
         let offset = offset as usize;
         let len = case.expected.len();
-        let padded = exprans::gpu::output_len(e) as usize;
+        let padded = crate::gpu::output_len(e) as usize;
         assert!(
             bytes[guard_from..offset].iter().all(|&b| b == GUARD),
             "{name} {}: bytes before the target were overwritten",
@@ -529,7 +532,7 @@ fn tensors_over_the_binding_limit_are_decoded_in_pieces() {
         assert_eq!(decoder.path(), base.path());
         let pieces = decoder.piece_count(&entry).unwrap();
         assert!(pieces > 4, "{name}: expected several pieces, got {pieces}");
-        let got = decoder.decode_to_host_blocking(&[&entry]).unwrap();
+        let got = pollster::block_on(decoder.decode_entries(&[&entry])).unwrap();
         assert_same(&format!("{name} split"), &got[0], &case.expected);
         check_in_buffer(
             name,
@@ -579,7 +582,7 @@ fn corrupted_streams_are_errors_not_garbage() {
         let mut out = vec![0u8; 100_000];
         let cpu_err = cpu::decode_reference(&entry, &mut out).expect_err("CPU detects damage");
         for (name, decoder) in decoders() {
-            match decoder.decode_to_host_blocking(&[&entry]) {
+            match pollster::block_on(decoder.decode_entries(&[&entry])) {
                 Err(e @ Error::Corrupt(_)) => {
                     assert_eq!(e.to_string(), cpu_err.to_string(), "{name} {what}");
                 }
@@ -596,9 +599,9 @@ fn model_cases(block_size: u32) -> Option<Vec<Case>> {
     let file = std::fs::read(&path).unwrap();
     let prefix = file[..8].try_into().unwrap();
     let json_len =
-        exprans::safetensors::Header::json_len_from_prefix(prefix, file.len() as u64).unwrap();
+        crate::safetensors::Header::json_len_from_prefix(prefix, file.len() as u64).unwrap();
     let json = &file[8..8 + json_len as usize];
-    let header = exprans::safetensors::Header::parse(json, file.len() as u64).unwrap();
+    let header = crate::safetensors::Header::parse(json, file.len() as u64).unwrap();
     let data = &file[header.data_start() as usize..];
     let mut cases = Vec::new();
     for (name, t) in &header.tensors {
@@ -609,6 +612,7 @@ fn model_cases(block_size: u32) -> Option<Vec<Case>> {
         let opts = EncodeOptions {
             block_size,
             fast: false,
+            ..EncodeOptions::default()
         };
         if let Some(entry) = encode(PlaneLayout::Float16, bytes, &opts).unwrap().0 {
             cases.push(Case::new(name.clone(), PlaneLayout::Float16, entry, bytes));
@@ -619,7 +623,7 @@ fn model_cases(block_size: u32) -> Option<Vec<Case>> {
 
 #[test]
 fn real_model_matches_cpu() {
-    for block_size in [exprans::params::DEFAULT_BLOCK_SIZE, 4096] {
+    for block_size in [crate::params::DEFAULT_BLOCK_SIZE, 4096] {
         let Some(cases) = model_cases(block_size) else {
             return;
         };
@@ -650,7 +654,7 @@ fn bench_reports_decode_and_copy_rates() {
     let entries: Vec<CodedEntry> = cases.iter().map(Case::parse).collect();
     let refs: Vec<&CodedEntry> = entries.iter().collect();
     for (name, decoder) in decoders() {
-        let report = exprans::gpu::bench::bench_blocking(decoder, &refs, 5).unwrap();
+        let report = pollster::block_on(decoder.bench(&refs, 5)).unwrap();
         eprintln!(
             "{name}: decode {:.2} GB/s = {:.2}x copy u32 ({:.2} GB/s), {:.2}x copy vec4 ({:.2} GB/s); \
              upload+decode {:.2} GB/s, upload+decode+read back {:.2} GB/s, upload raw {:.2} GB/s \
@@ -692,7 +696,7 @@ fn bad_targets_and_small_devices_are_errors() {
         &data,
     );
     let entry = case.parse();
-    let needed = exprans::gpu::output_len(&entry);
+    let needed = crate::gpu::output_len(&entry);
     assert_eq!(needed, 20_004, "odd count rounds up to a whole word");
     let device = decoder.device();
     let buffer = |size, usage| {
@@ -718,7 +722,7 @@ fn bad_targets_and_small_devices_are_errors() {
             buffer: target,
             offset: *offset,
         };
-        match decoder.decode_into_blocking(&[(&entry, target)]) {
+        match pollster::block_on(decoder.decode_entries_into(&[(&entry, target)])) {
             Err(Error::Invalid(m)) => assert!(m.contains(what), "{name}: {m}"),
             other => panic!("{name}: expected an error containing '{what}', got {other:?}"),
         }
@@ -731,7 +735,7 @@ fn bad_targets_and_small_devices_are_errors() {
         buffer: &destroyed,
         offset: 0,
     };
-    match decoder.decode_into_blocking(&[(&entry, target)]) {
+    match pollster::block_on(decoder.decode_entries_into(&[(&entry, target)])) {
         Err(Error::Gpu(m)) => {
             assert!(
                 m.contains("decoding on the GPU") && m.contains("destroyed"),
@@ -742,11 +746,13 @@ fn bad_targets_and_small_devices_are_errors() {
         other => panic!("{name}: expected a GPU error, got {other:?}"),
     }
     // The decoder still works afterwards.
-    let got = decoder.decode_to_host_blocking(&[&entry]).unwrap();
+    let got = pollster::block_on(decoder.decode_entries(&[&entry])).unwrap();
     assert_same(name, &got[0], &case.expected);
 
     // An empty batch is a no-op.
-    assert!(decoder.decode_to_host_blocking(&[]).unwrap().is_empty());
+    assert!(pollster::block_on(decoder.decode_entries(&[]))
+        .unwrap()
+        .is_empty());
 
     // A device without storage buffers in compute shaders (WebGL2 limits) cannot decode.
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -772,7 +778,7 @@ fn adapters_are_listed_with_their_limits() {
         eprintln!("skipped (EXPRANS_SKIP_GPU_TESTS=1)");
         return;
     }
-    let adapters = exprans::gpu::list_adapters_blocking(wgpu::Backends::all());
+    let adapters = pollster::block_on(crate::gpu::list_adapters(wgpu::Backends::all()));
     let vulkan = adapters
         .iter()
         .find(|a| a.backend == "Vulkan")

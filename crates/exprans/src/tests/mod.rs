@@ -1,0 +1,8 @@
+//! Tests of the library's internals (the coder, the CPU kernels, hostile entries, the GPU
+//! kernels) against the reference decoder. Tests of the public API are in `tests/` and in the
+//! doctests.
+
+mod cpu_decode;
+mod gpu_decode;
+mod rans_props;
+mod robustness;
