@@ -2,9 +2,9 @@
 //! (`ExpransFile`), plus [`webgpu_available`] and [`crc32c()`].
 //!
 //! Every decode goes through the library: the stored checksum is checked before anything is
-//! uploaded ([`archive::check_stored`]), coded tensors are decoded by
+//! uploaded, coded tensors are decoded by
 //! [`exprans::gpu::GpuDecoder`] (the same WGSL kernels as on native GPUs), and the decoded
-//! checksum is checked on request ([`archive::check_decoded`]).
+//! checksum is checked on what the GPU wrote (`GpuDecoder::decode_tensors_into`).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use exprans::archive::{self, Archive, ArchiveTensor, Encoding, TensorIndex};
+use exprans::{Archive, ArchiveTensor, Encoding, TensorIndex};
 use exprans::gpu::{self, DecoderOptions, GpuDecoder, OutputTarget};
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -537,68 +537,41 @@ async fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> T) -> 
     Ok(value)
 }
 
-/// Decodes one tensor from its stored bytes into a new buffer on the decoder's device.
+/// Decodes one tensor from its stored bytes into a new buffer on the decoder's device, both
+/// checksums checked by the library's GPU tensor decode.
 async fn decode_to_buffer(
     gpu: &GpuDecoder,
     t: &TensorIndex,
     stored: &[u8],
     usage: wgpu::BufferUsages,
 ) -> Res<wgpu::Buffer> {
-    archive::check_stored(t, stored).map_err(lib_error)?;
     let device = gpu.device();
-    let make = |size: u64| {
+    let what = format!("tensor '{}': creating its GPU buffer", t.name.escape_debug());
+    let buffer = scoped(device, &what, || {
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&t.name),
-            size: size.max(4),
-            usage,
+            size: gpu::tensor_output_len(t).max(4),
+            usage: usage | BASE_USAGE,
             mapped_at_creation: false,
         })
+    })
+    .await?;
+    let target = OutputTarget {
+        buffer: &buffer,
+        offset: 0,
     };
-    let what = format!("tensor '{}': creating its GPU buffer", t.name);
-    match t.encoding {
-        Encoding::Raw => {
-            let len = align4(t.bytes);
-            let mut data = stored[..t.bytes as usize].to_vec();
-            data.resize(len as usize, 0);
-            scoped(device, &what, || {
-                let buffer = make(len);
-                gpu.queue().write_buffer(&buffer, 0, &data);
-                buffer
-            })
-            .await
-        }
-        Encoding::Rans => {
-            let entry = archive::coded_entry(t, stored).map_err(lib_error)?;
-            let buffer = scoped(device, &what, || make(gpu::output_len(&entry))).await?;
-            let target = OutputTarget {
-                buffer: &buffer,
-                offset: 0,
-            };
-            if let Err(e) = gpu.decode_into(&[(&entry, target)]).await {
-                // Never handed to the page: free it now (dropping it would not).
-                buffer.destroy();
-                return Err(lib_error(e.in_tensor(&t.name)));
-            }
-            Ok(buffer)
-        }
+    if let Err(e) = gpu.decode_tensors_into(&[(t, stored, target)]).await {
+        // Never handed to the page: free it now (dropping it would not).
+        buffer.destroy();
+        return Err(lib_error(e));
     }
+    Ok(buffer)
 }
 
 /// Decodes one tensor into wasm memory, checking both checksums.
 async fn decode_to_host(gpu: &GpuDecoder, t: &TensorIndex, stored: &[u8]) -> Res<Vec<u8>> {
-    archive::check_stored(t, stored).map_err(lib_error)?;
-    let out = match t.encoding {
-        Encoding::Raw => stored[..t.bytes as usize].to_vec(),
-        Encoding::Rans => {
-            let entry = archive::coded_entry(t, stored).map_err(lib_error)?;
-            gpu.decode_to_host(&[&entry])
-                .await
-                .map_err(|e| lib_error(e.in_tensor(&t.name)))?
-                .remove(0)
-        }
-    };
-    archive::check_decoded(t, &out).map_err(lib_error)?;
-    Ok(out)
+    let mut out = gpu.decode_tensors(&[(t, stored)]).await.map_err(lib_error)?;
+    Ok(out.remove(0))
 }
 
 /// A one-value channel for wgpu callbacks (single-threaded: wasm).
@@ -731,7 +704,9 @@ impl WebFile {
         set(&info, "decodeMs", t2 - t1);
         if verify {
             let checked = match read_buffer(gpu, &buffer, t.index.bytes).await {
-                Ok(bytes) => archive::check_decoded(&t.index, &bytes).map_err(lib_error),
+                // The decoded checksum was checked by the decode; this re-reads the buffer.
+                Ok(bytes) if bytes.len() as u64 >= t.index.bytes => Ok(()),
+                Ok(_) => Err("reading the buffer back gave too few bytes".to_string()),
                 Err(e) => Err(e),
             };
             if let Err(e) = checked {
