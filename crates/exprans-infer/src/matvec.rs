@@ -4,7 +4,7 @@
 //! A [`GpuMatrix`] is a `[rows, cols]` BF16/F16 matrix (row-major, `torch.nn.Linear` layout) in
 //! one GPU buffer: either its plain values or its coded entry (docs/FORMAT.md, section 4) plus the
 //! entry's decode tables, which the fused kernel decodes on the fly, block by block, in registers.
-//! Coded matrices need the row-aligned layout (`--rows-per-block`, [`exprans::archive::BlockLayout::Rows`]):
+//! Coded matrices need the row-aligned layout (`--rows-per-block`, [`exprans::EncodeOptions::rows_per_block`]):
 //! each block holds whole rows, and one workgroup decodes one block.
 //!
 //! [`MatrixKernels`] holds the compiled pipelines; a [`MatrixCall`] is one bound operation

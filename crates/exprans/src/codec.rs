@@ -798,7 +798,7 @@ impl<'a> CodedEntry<'a> {
         }
     }
 
-    /// Decode tables (see [`rans::decode_table`]) of the coded planes, in plane order.
+    /// Decode tables (see `rans::decode_table`) of the coded planes, in plane order.
     pub fn decode_tables(&self) -> Vec<Vec<rans::PackedSlot>> {
         self.tables.iter().map(rans::decode_table).collect()
     }

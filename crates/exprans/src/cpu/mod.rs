@@ -8,7 +8,7 @@
 //!
 //! [`decode_fast`] runs the best [`CpuKernel`] of this CPU ([`CpuKernel::best`]): AVX-512 or AVX2
 //! on x86-64 (detected at run time), a portable scalar kernel elsewhere (wasm, ARM, old x86).
-//! [`decode_fast_with`] runs a chosen kernel, which is how the tests compare every kernel with the
+//! [`crate::CpuDecoder::Kernel`] runs a chosen kernel, which is how the tests compare every kernel with the
 //! reference.
 
 use crate::codec::{lane_value_count, CodedEntry};
@@ -110,8 +110,8 @@ pub fn decode_reference(entry: &CodedEntry, out: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// A block decoding kernel of [`decode_fast_with`]. All kernels produce the same bytes and reject
-/// the same entries as [`decode_reference`]; they differ only in speed and in the CPUs they run
+/// A block decoding kernel of [`crate::CpuDecoder::Kernel`]. All kernels produce the same bytes and reject
+/// the same entries as [`crate::CpuDecoder::Reference`]; they differ only in speed and in the CPUs they run
 /// on ([`CpuKernel::is_available`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CpuKernel {
@@ -146,7 +146,7 @@ impl CpuKernel {
     }
 
     /// The preferred kernel this CPU can run (AVX-512, else AVX2, else scalar): what
-    /// [`decode_fast`] uses.
+    /// [`crate::CpuDecoder::Fast`] uses.
     pub fn best() -> CpuKernel {
         Self::ALL
             .into_iter()
@@ -184,7 +184,7 @@ struct FastCtx<'e> {
     kernel: CpuKernel,
 }
 
-/// Fast decoder: [`decode_fast_with`] with the best kernel of this CPU ([`CpuKernel::best`]).
+/// Fast decoder: [`crate::CpuDecoder::Kernel`] with the best kernel of this CPU ([`CpuKernel::best`]).
 /// Bit-identical to [`decode_reference`], and rejects the same entries.
 pub fn decode_fast(entry: &CodedEntry, out: &mut [u8], parallel: bool) -> Result<()> {
     decode_fast_with(CpuKernel::best(), entry, out, parallel)
