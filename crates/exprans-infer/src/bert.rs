@@ -25,7 +25,7 @@ use super::checkpoint::{Checkpoint, TensorInfo};
 use super::matvec::{
     self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
 };
-use super::shaders::Module;
+use super::shaders::{Module, OP_RESIDUAL};
 use exprans::codec::CodedEntry;
 use exprans::gpu::sync as wait;
 use exprans::gpu::{output_len, GpuDecoder, OutputTarget};
@@ -440,9 +440,6 @@ struct OpParams {
     pad: u32,
 }
 
-/// `Op::flags` bit: layer_norm adds `b` to `a`.
-const OP_RESIDUAL: u32 = 1;
-
 /// The non-matrix steps' kernels (shaders/bert_ops.wgsl).
 #[derive(Clone, Debug)]
 struct OpKernels {
@@ -851,13 +848,13 @@ impl GpuBert {
         let flags = buffer(
             device,
             "exprans matrix flags",
-            4 * matrix_count as u64,
+            8 * matrix_count as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
         let readback = buffer(
             device,
             "exprans readback",
-            4 * (hs + matrix_count) as u64,
+            4 * (hs + 2 * matrix_count) as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
 
@@ -1083,8 +1080,9 @@ impl GpuBert {
         errors.await?;
         let bytes = wait::read(&self.device, &self.readback).await?;
         let (embedding, flags) = bytes.split_at(4 * hs as usize);
-        for (name, flag) in self.matrix_names.iter().zip(flags.chunks_exact(4)) {
-            matvec::check_flag(name, u32::from_le_bytes(flag.try_into().expect("4 bytes")))?;
+        let flags: Vec<u32> = bytemuck::pod_collect_to_vec(flags);
+        for (name, slots) in self.matrix_names.iter().zip(flags.chunks_exact(2)) {
+            exprans::gpu::check_flags([slots[0], slots[1]], 0).map_err(|e| e.in_tensor(name))?;
         }
         Ok(bytemuck::pod_collect_to_vec(embedding))
     }

@@ -2,8 +2,10 @@
 //!
 //! Every module is `params::wgsl_constants()`, then the inference constants of [`constants`], then
 //! its files. The two matrix modules share `shaders/matvec_common.wgsl` (bindings, loops and
-//! reductions) and differ only in their weight source (`matvec_plain.wgsl`, `matvec_fused.wgsl`).
+//! reductions) and differ only in their weight source (`matvec_plain.wgsl`, `matvec_fused.wgsl`,
+//! which decodes with the core's rANS lane, `shaders/rans_lane.wgsl`).
 
+use exprans::gpu::RANS_LANE_WGSL;
 use exprans::params::{wgsl_constants, ATTENTION_MAX_TOKENS, MATVEC_CHUNK_ROWS, MATVEC_MAX_BATCH};
 
 const HALF: &str = include_str!(concat!(
@@ -37,6 +39,10 @@ pub const OP_BIAS: u32 = 1;
 pub const OP_GELU: u32 = 2;
 /// `Matvec::op` bit: `gather_rows` adds the row to the output instead of overwriting it.
 pub const OP_ACCUMULATE: u32 = 4;
+/// `Op::flags` bit: layer_norm adds `b` to `a`.
+pub const OP_RESIDUAL: u32 = 1;
+/// Stride of one lane's partial sums in the matrix kernels' workgroup memory.
+const PARTIAL_STRIDE: u32 = MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH;
 
 /// The inference constants as WGSL `const` declarations.
 pub fn constants() -> String {
@@ -49,7 +55,9 @@ pub fn constants() -> String {
          const DTYPE_F16: u32 = {DTYPE_F16}u;\n\
          const OP_BIAS: u32 = {OP_BIAS}u;\n\
          const OP_GELU: u32 = {OP_GELU}u;\n\
-         const OP_ACCUMULATE: u32 = {OP_ACCUMULATE}u;\n"
+         const OP_ACCUMULATE: u32 = {OP_ACCUMULATE}u;\n\
+         const OP_RESIDUAL: u32 = {OP_RESIDUAL}u;\n\
+         const PARTIAL_STRIDE: u32 = {PARTIAL_STRIDE}u;\n"
     )
 }
 
@@ -82,12 +90,12 @@ impl Module {
         let (name, files, entry_points): (_, &[&str], &'static [&'static str]) = match self {
             Module::MatvecPlain => (
                 "exprans matvec (plain)",
-                &[HALF, MATVEC_COMMON, MATVEC_PLAIN],
+                &[HALF, RANS_LANE_WGSL, MATVEC_COMMON, MATVEC_PLAIN],
                 &["matvec", "gather_rows"],
             ),
             Module::MatvecFused => (
                 "exprans matvec (fused)",
-                &[HALF, MATVEC_COMMON, MATVEC_FUSED],
+                &[HALF, RANS_LANE_WGSL, MATVEC_COMMON, MATVEC_FUSED],
                 &["matvec", "gather_rows"],
             ),
             Module::BertOps => (
@@ -98,6 +106,12 @@ impl Module {
         };
         let mut source = wgsl_constants();
         source.push_str(&constants());
+        // Whether the weight source must be read in lane order (matvec_common.wgsl).
+        match self {
+            Module::MatvecPlain => source.push_str("const SEQUENTIAL_CURSOR: bool = false;\n"),
+            Module::MatvecFused => source.push_str("const SEQUENTIAL_CURSOR: bool = true;\n"),
+            Module::BertOps => {}
+        }
         for file in files {
             source.push('\n');
             source.push_str(file);

@@ -345,27 +345,13 @@ impl GpuDecoder {
                 .map_err(read_error)?,
         );
         for (&(item, first_block), pair) in batch.jobs.iter().zip(flags.chunks_exact(2)) {
-            if pair[1] != 0 {
-                return Err(Error::Gpu(
-                    "the subgroup kernel found subgroups whose active invocations are not the \
-                     first ones; this adapter needs the portable path \
-                     (DecoderOptions::force_portable)"
-                        .into(),
-                ));
-            }
-            if pair[0] != 0 {
-                // Same message as `cpu::decode_reference`, plus the item in a larger batch.
-                let lane = (!pair[0]) as usize;
-                let which = match batch.item_lens.len() {
-                    1 => String::new(),
-                    _ => format!(" (batch item {item})"),
-                };
-                return Err(Error::corrupt(format!(
-                    "rANS lane {} of block {} does not decode to its final state{which}",
-                    lane % LANES,
-                    first_block + lane / LANES
-                )));
-            }
+            // Same message as `cpu::decode_reference`, plus the item in a larger batch.
+            plan::check_flags([pair[0], pair[1]], first_block).map_err(|e| match e {
+                Error::Corrupt(m) if batch.item_lens.len() > 1 => {
+                    Error::Corrupt(format!("{m} (batch item {item})"))
+                }
+                e => e,
+            })?;
         }
         let mut out: Vec<Vec<u8>> = batch
             .item_lens

@@ -24,8 +24,12 @@
 //! reports (no adapter, small limits, validation, out of memory, device lost) is
 //! [`crate::Error::Gpu`].
 //!
-//! Modules: `adapter` (adapters, devices, [`AdapterSummary`]), `plan` (splitting entries into
-//! jobs that fit a storage binding, packing job inputs), `batch` (grouping jobs into dispatches
+//! Kernels over compressed weights (these decoders, exprans-infer's fused matrix kernels) share one
+//! WGSL rANS lane, [`RANS_LANE_WGSL`], which reads blocks packed by [`PackedEntry`] and reports
+//! damage in error slots read by [`check_flags`].
+//!
+//! Modules: `adapter` (adapters, devices, [`AdapterSummary`]), `plan` (the packer, splitting
+//! entries into jobs that fit a storage binding, the error slots), `batch` (grouping jobs into dispatches
 //! of one submission, reading results), `shaders` (WGSL assembly), `decoder` ([`GpuDecoder`]),
 //! `sync` (error scopes, mapping futures), [`mod@bench`] (throughput numbers).
 
@@ -43,4 +47,5 @@ pub mod sync;
 pub use adapter::list_adapters_blocking;
 pub use adapter::{all_adapters, list_adapters, AdapterSummary};
 pub use decoder::{output_len, DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
-pub use shaders::{wgsl_modules, WgslModule};
+pub use plan::{check_flags, PackedEntry, PackedParams};
+pub use shaders::{wgsl_modules, WgslModule, RANS_LANE_WGSL};

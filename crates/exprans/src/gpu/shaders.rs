@@ -1,7 +1,9 @@
 //! The WGSL kernels of `shaders/`, assembled with the format constants.
 //!
 //! Every module is `params::wgsl_constants()` followed by its files, so the shaders never spell a
-//! format constant themselves.
+//! format constant themselves. The decode modules are the rANS lane (`rans_lane.wgsl`, shared with
+//! the fused matrix kernels of exprans-infer), the decode bindings (`decode_common.wgsl`) and one
+//! kernel.
 
 use crate::params::wgsl_constants;
 use crate::planes::PlaneLayout;
@@ -22,11 +24,16 @@ macro_rules! shader_file {
     };
 }
 
+const RANS_LANE: File = shader_file!("rans_lane.wgsl");
 const DECODE_COMMON: File = shader_file!("decode_common.wgsl");
 const DECODE16_PORTABLE: File = shader_file!("decode16_portable.wgsl");
 const DECODE16_SUBGROUP: File = shader_file!("decode16_subgroup.wgsl");
 const DECODE32: File = shader_file!("decode32.wgsl");
 const COPY: File = shader_file!("copy.wgsl");
+
+/// `shaders/rans_lane.wgsl`, the rANS lane library every kernel over a [`super::PackedEntry`]
+/// includes (exprans-infer's fused matrix kernels too).
+pub const RANS_LANE_WGSL: &str = RANS_LANE.1;
 
 /// One assembled WGSL module.
 #[derive(Clone, Debug)]
@@ -73,19 +80,19 @@ impl Module {
             match self {
                 Module::Decode16Portable => (
                     "exprans decode16 (portable)",
-                    &[DECODE_COMMON, DECODE16_PORTABLE],
+                    &[RANS_LANE, DECODE_COMMON, DECODE16_PORTABLE],
                     &["decode16"],
                     false,
                 ),
                 Module::Decode16Subgroup => (
                     "exprans decode16 (subgroup)",
-                    &[DECODE_COMMON, DECODE16_SUBGROUP],
+                    &[RANS_LANE, DECODE_COMMON, DECODE16_SUBGROUP],
                     &["decode16"],
                     true,
                 ),
                 Module::Decode32 => (
                     "exprans decode32",
-                    &[DECODE_COMMON, DECODE32],
+                    &[RANS_LANE, DECODE_COMMON, DECODE32],
                     &["decode32"],
                     false,
                 ),
