@@ -25,7 +25,7 @@ use super::checkpoint::{Checkpoint, TensorInfo};
 use super::matvec::{
     self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
 };
-use super::shaders::{Module, OP_RESIDUAL};
+use super::shaders::{Module, BERT_OPS_BINDINGS, OP_RESIDUAL};
 use exprans::codec::CodedEntry;
 use exprans::gpu::sync as wait;
 use exprans::gpu::{output_len, GpuDecoder, OutputTarget};
@@ -429,15 +429,15 @@ impl WeightMode {
 /// Uniform parameters of one non-matrix step; mirrors `struct Op` in shaders/bert_ops.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct OpParams {
-    tokens: u32,
-    hidden: u32,
-    heads: u32,
-    dtype: u32,
-    flags: u32,
-    eps: f32,
-    scale: f32,
-    pad: u32,
+pub(crate) struct OpParams {
+    pub(crate) tokens: u32,
+    pub(crate) hidden: u32,
+    pub(crate) heads: u32,
+    pub(crate) dtype: u32,
+    pub(crate) flags: u32,
+    pub(crate) eps: f32,
+    pub(crate) scale: f32,
+    pub(crate) pad: u32,
 }
 
 /// The non-matrix steps' kernels (shaders/bert_ops.wgsl).
@@ -480,18 +480,7 @@ struct OpBuffers<'a> {
 
 impl OpKernels {
     fn new(device: &wgpu::Device) -> OpKernels {
-        let layout = matvec::storage_layout(
-            device,
-            "exprans bert ops",
-            &[
-                (1, true),
-                (2, true),
-                (3, true),
-                (4, true),
-                (5, true),
-                (6, false),
-            ],
-        );
+        let layout = matvec::storage_layout(device, "exprans bert ops", &BERT_OPS_BINDINGS);
         let shader = Module::BertOps.create(device);
         OpKernels {
             layer_norm: matvec::pipeline(device, &layout, &shader, "layer_norm"),

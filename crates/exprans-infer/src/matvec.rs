@@ -29,7 +29,9 @@
 
 use wgpu::util::DeviceExt;
 
-use super::shaders::{Module, DTYPE_BF16, DTYPE_F16, OP_ACCUMULATE, OP_BIAS, OP_GELU};
+use super::shaders::{
+    Bind, Module, DTYPE_BF16, DTYPE_F16, MATVEC_BINDINGS, OP_ACCUMULATE, OP_BIAS, OP_GELU,
+};
 use exprans::codec::CodedEntry;
 use exprans::gpu::sync as wait;
 use exprans::gpu::{check_flags, PackedEntry, PackedParams};
@@ -75,17 +77,17 @@ impl Dtype16 {
 /// Uniform parameters of one matrix call; mirrors `struct Matvec` in shaders/matvec_common.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatvecParams {
-    rows: u32,
-    cols: u32,
-    block_rows: u32,
-    tokens: u32,
-    dtype: u32,
-    op: u32,
-    block_count: u32,
-    flag_index: u32,
+pub(crate) struct MatvecParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) block_rows: u32,
+    pub(crate) tokens: u32,
+    pub(crate) dtype: u32,
+    pub(crate) op: u32,
+    pub(crate) block_count: u32,
+    pub(crate) flag_index: u32,
     /// Fused matrices: the packed entry (zero for plain ones).
-    entry: PackedParams,
+    pub(crate) entry: PackedParams,
 }
 
 /// A `[rows, cols]` 16-bit weight matrix in a GPU buffer, plain or coded.
@@ -335,18 +337,7 @@ impl MatrixKernels {
     /// Compiles the kernels on `device`.
     pub async fn new(device: &wgpu::Device) -> Result<MatrixKernels> {
         let (kernels, errors) = wait::capture(device, "compiling the matrix kernels", || {
-            let layout = storage_layout(
-                device,
-                "exprans matrix",
-                &[
-                    (1, true),  // weights
-                    (2, true),  // x
-                    (3, true),  // bias
-                    (4, false), // y
-                    (5, false), // flags
-                    (6, true),  // ids
-                ],
-            );
+            let layout = storage_layout(device, "exprans matrix", &MATVEC_BINDINGS);
             let pipelines = |module: Module| {
                 let shader = module.create(device);
                 ["matvec", "gather_rows"].map(|entry| pipeline(device, &layout, &shader, entry))
@@ -602,11 +593,11 @@ impl MatrixCall {
     }
 }
 
-/// A bind group layout of a uniform at binding 0 and storage buffers `(binding, read_only)`.
+/// The bind group layout of a table of bindings (`shaders::MATVEC_BINDINGS`, ...).
 pub(crate) fn storage_layout(
     device: &wgpu::Device,
     label: &str,
-    storage: &[(u32, bool)],
+    bindings: &[(u32, &str, Bind)],
 ) -> wgpu::BindGroupLayout {
     let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
         binding,
@@ -618,13 +609,18 @@ pub(crate) fn storage_layout(
         },
         count: None,
     };
-    let mut entries = vec![entry(0, wgpu::BufferBindingType::Uniform)];
-    for &(binding, read_only) in storage {
-        entries.push(entry(
-            binding,
-            wgpu::BufferBindingType::Storage { read_only },
-        ));
-    }
+    let entries: Vec<_> = bindings
+        .iter()
+        .map(|&(binding, _, bind)| {
+            entry(
+                binding,
+                match bind {
+                    Bind::Uniform => wgpu::BufferBindingType::Uniform,
+                    Bind::Storage { read_only } => wgpu::BufferBindingType::Storage { read_only },
+                },
+            )
+        })
+        .collect();
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(label),
         entries: &entries,
