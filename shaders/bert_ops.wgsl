@@ -18,8 +18,6 @@ struct Op {
     pad: u32,
 }
 
-const OP_RESIDUAL: u32 = 1u;
-
 @group(0) @binding(0) var<uniform> op: Op;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

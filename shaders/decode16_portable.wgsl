@@ -11,12 +11,12 @@ fn decode16(
 ) {
     let pair = load_job(wg, groups) * WORKGROUP_SIZE + local;
     let block = pair / (LANES / 2u);
-    if (block >= job.block_count) {
+    if (block >= entry.block_count) {
         return;
     }
     let l = 2u * (pair % (LANES / 2u));
     let values = block_values(block);
-    let start = block * job.block_size;
+    let start = block * entry.block_size;
     // Blocks hold an even number of values except possibly the job's last one, where lane l + 1
     // may hold one value fewer than lane l; its missing value leaves the high half 0.
     let count = lane_values(values, l);
@@ -32,8 +32,8 @@ fn decode16(
         let hi = select(0u, join16(p0.y, p1.y), hi_active);
         output[job.out_base + (i >> 1u)] = lo | (hi << 16u);
     }
-    close_lane(lo_lane, block, l);
-    close_lane(hi_lane, block, l + 1u);
+    close_lane(lo_lane, block, l, job.flag_index);
+    close_lane(hi_lane, block, l + 1u, job.flag_index);
 }
 
 // Plane `plane` of value `i` (even; from lane `lo`) and of value `i + 1` (from lane `hi`, when

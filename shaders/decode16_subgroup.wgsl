@@ -21,7 +21,7 @@ fn decode16(
 ) {
     let first_lane = load_job(wg, groups) * WORKGROUP_SIZE;
     // Workgroup-uniform: a whole workgroup past the job's lanes leaves together.
-    if (first_lane >= job.block_count * LANES) {
+    if (first_lane >= entry.block_count * LANES) {
         return;
     }
     let rank = subgroupExclusiveAdd(1u);
@@ -41,7 +41,7 @@ fn decode16(
     let even = (l & 1u) == 0u;
     var count = 0u;
     var lane = Lane(RANS_L, 0u, 0u);
-    if (block < job.block_count) {
+    if (block < entry.block_count) {
         count = lane_values(block_values(block), l);
         lane = open_lane(block, l);
     }
@@ -49,7 +49,7 @@ fn decode16(
     // partner active. Lanes past their values contribute 0 (the high half of a tensor's last
     // word when its value count is odd).
     let steps = subgroupMax(count);
-    let start = block * job.block_size;
+    let start = block * entry.block_size;
     for (var j = 0u; j < steps; j++) {
         let i = start + l + j * LANES;
         var value = 0u;
@@ -61,7 +61,7 @@ fn decode16(
             output[job.out_base + (i >> 1u)] = value | (partner << 16u);
         }
     }
-    if (block < job.block_count) {
-        close_lane(lane, block, l);
+    if (block < entry.block_count) {
+        close_lane(lane, block, l, job.flag_index);
     }
 }

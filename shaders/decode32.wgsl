@@ -10,16 +10,16 @@ fn decode32(
 ) {
     let index = load_job(wg, groups) * WORKGROUP_SIZE + local;
     let block = index / LANES;
-    if (block >= job.block_count) {
+    if (block >= entry.block_count) {
         return;
     }
     let l = index % LANES;
-    let start = block * job.block_size;
+    let start = block * entry.block_size;
     let count = lane_values(block_values(block), l);
     var lane = open_lane(block, l);
     for (var j = 0u; j < count; j++) {
         let i = start + l + j * LANES;
         output[job.out_base + i] = value32(&lane, i);
     }
-    close_lane(lane, block, l);
+    close_lane(lane, block, l, job.flag_index);
 }

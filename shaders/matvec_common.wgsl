@@ -1,9 +1,10 @@
-// Shared part of the matrix kernels of src/infer/: y = W x (+ bias, GELU) and row gathers, over a
-// 16-bit (BF16/F16) weight matrix W [rows, cols], row-major, as torch.nn.Linear stores it.
+// Shared part of the matrix kernels of exprans-infer: y = W x (+ bias, GELU) and row gathers,
+// over a 16-bit (BF16/F16) weight matrix W [rows, cols], row-major, as torch.nn.Linear stores it.
 //
-// The host prepends the format constants (src/params.rs, `wgsl_constants`) and the inference
-// constants (src/infer/shaders.rs), then this file, then ONE weight source that defines
-//   const SEQUENTIAL_CURSOR: bool       whether values must be read in lane order
+// The host prepends the format constants (exprans src/params.rs, `wgsl_constants`), the inference
+// constants (src/shaders.rs) and the rANS lane (rans_lane.wgsl), then this file, then ONE weight
+// source that defines (SEQUENTIAL_CURSOR, whether values must be read in lane order, is a
+// constant the host prepends per source)
 //   struct Cursor                       per-invocation read state
 //   fn open_cursor(block, lane) -> Cursor
 //   fn next_weight(&cursor, i) -> u32   the 16-bit bits of value i of W (lane order when sequential)
@@ -26,7 +27,7 @@
 //
 // Safety: every loop is bounded by the shape in the uniforms, never by stream contents.
 
-// Mirrors `MatvecParams` in src/infer/matvec.rs field for field.
+// Mirrors `MatvecParams` in src/matvec.rs field for field.
 struct Matvec {
     rows: u32,
     cols: u32,
@@ -38,36 +39,38 @@ struct Matvec {
     dtype: u32,
     // OP_BIAS | OP_GELU | OP_ACCUMULATE.
     op: u32,
-    // Fused source only: coded planes, section offsets (in u32) and the lane count of the entry.
-    coded_mask: u32,
-    dir_base: u32,
-    word_base: u32,
-    word_count: u32,
+    // Blocks of `block_rows` rows.
     block_count: u32,
-    // Fused source only: where a failing lane is reported, flags[flag_index].
+    // Fused source only: the matrix's error slots, flags[2 * flag_index] and the next one.
     flag_index: u32,
-    // Fused source only: per plane, u32 index of its decode table (coded) or of its bytes (raw).
-    plane_base: vec4<u32>,
+    // Fused source only: the matrix's packed entry (rans_lane.wgsl), indices into `packed`.
+    entry: PackedEntry,
 }
 
 @group(0) @binding(0) var<uniform> mv: Matvec;
-// The weight matrix: uncompressed 16-bit values two per u32 (plain), or the coded entry's bytes
-// followed by its decode tables (fused).
-@group(0) @binding(1) var<storage, read> weights: array<u32>;
+// The weight matrix: uncompressed 16-bit values two per u32 (plain), or its packed entry
+// (fused; rans_lane.wgsl, `exprans::gpu::PackedEntry`).
+@group(0) @binding(1) var<storage, read> packed: array<u32>;
 // Activations, [tokens][cols] f32 (matvec).
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 // Bias, [rows] 16-bit values two per u32, of dtype `mv.dtype` (with OP_BIAS).
 @group(0) @binding(3) var<storage, read> bias: array<u32>;
 // Output: [tokens][rows] f32 (matvec) or [tokens][cols] f32 (gather_rows).
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-// Error flags of fused sources: the complement of the first failing lane, 0 when none.
+// Error slots of fused sources, two u32 per matrix (rans_lane.wgsl): the complement of the first
+// failing lane, 0 when none; the second slot stays 0.
 @group(0) @binding(5) var<storage, read_write> flags: array<atomic<u32>>;
 // Row indices (gather_rows).
 @group(0) @binding(6) var<storage, read> ids: array<u32>;
 
+// The coded planes of a fused source, for rans_lane.wgsl.
+fn coded_mask() -> u32 {
+    return entry.coded_mask;
+}
+
 // Per-lane partial sums of MATVEC_CHUNK_ROWS rows for MATVEC_MAX_BATCH vectors: slot q =
-// row * MATVEC_MAX_BATCH + vector of lane l is partial[l * PARTIAL_STRIDE + q].
-const PARTIAL_STRIDE: u32 = MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH;
+// row * MATVEC_MAX_BATCH + vector of lane l is partial[l * PARTIAL_STRIDE + q] (PARTIAL_STRIDE =
+// MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH, from src/shaders.rs).
 var<workgroup> partial: array<f32, PARTIAL_STRIDE * LANES>;
 
 fn weight_f32(bits: u32) -> f32 {

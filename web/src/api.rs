@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use exprans::{Archive, ArchiveTensor, Encoding, TensorIndex};
 use exprans::gpu::{self, DecoderOptions, GpuDecoder, OutputTarget};
+use exprans::{Archive, ArchiveTensor, Encoding, TensorIndex};
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -546,7 +546,10 @@ async fn decode_to_buffer(
     usage: wgpu::BufferUsages,
 ) -> Res<wgpu::Buffer> {
     let device = gpu.device();
-    let what = format!("tensor '{}': creating its GPU buffer", t.name.escape_debug());
+    let what = format!(
+        "tensor '{}': creating its GPU buffer",
+        t.name.escape_debug()
+    );
     let buffer = scoped(device, &what, || {
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&t.name),
@@ -570,7 +573,10 @@ async fn decode_to_buffer(
 
 /// Decodes one tensor into wasm memory, checking both checksums.
 async fn decode_to_host(gpu: &GpuDecoder, t: &TensorIndex, stored: &[u8]) -> Res<Vec<u8>> {
-    let mut out = gpu.decode_tensors(&[(t, stored)]).await.map_err(lib_error)?;
+    let mut out = gpu
+        .decode_tensors(&[(t, stored)])
+        .await
+        .map_err(lib_error)?;
     Ok(out.remove(0))
 }
 

@@ -120,6 +120,13 @@ enum Command {
         #[arg(long, default_value_t = exprans::DEFAULT_BLOCK_SIZE)]
         block_size: u32,
     },
+    /// Write every WGSL module exactly as the program compiles it, one file per pipeline variant
+    /// (for outside validators such as `naga` or `tint`).
+    Shaders {
+        /// Folder to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Where to decode.
@@ -356,6 +363,9 @@ fn run(args: Args) -> Result<()> {
             };
             opts.validate().map_err(|e| with_flag(e, "--block-size"))?;
             cli::bench::run(&input, json, device, repeat.max(1), opts)?;
+        }
+        Command::Shaders { out } => {
+            cli::shaders::run(&out)?;
         }
     }
     Ok(())

@@ -638,3 +638,30 @@ fn frozen_files_decompress_and_verify_through_the_cli() {
     }
     assert_eq!(checked, 3, "frozen files");
 }
+
+#[test]
+fn shaders_writes_every_pipeline_variant_and_each_validates() {
+    let dir = tmp();
+    let out = dir.path().join("wgsl");
+    let stdout = ok(cli!("shaders", "--out", out));
+    let modules: Vec<_> = exprans::gpu::wgsl_modules()
+        .into_iter()
+        .chain(exprans_infer::shaders::wgsl_modules())
+        .collect();
+    let variants: usize = modules.iter().map(|m| m.coded_masks.len().max(1)).sum();
+    assert_eq!(stdout.lines().count(), variants, "{stdout}");
+    let files: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert_eq!(files.len(), variants);
+    assert!(out.join("decode16_portable.mask3.wgsl").exists());
+    for line in stdout.lines() {
+        let path = Path::new(line);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let source = std::fs::read_to_string(path).unwrap();
+        let module = exprans_testkit::wgsl::parse(&name, &source);
+        // Every pipeline constant is resolved in the file.
+        assert!(module.overrides.is_empty(), "{name}");
+        let caps = exprans_testkit::wgsl::capabilities(source.contains("subgroup built-ins"));
+        exprans_testkit::wgsl::validate(&name, &source, &module, caps)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

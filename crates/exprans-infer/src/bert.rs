@@ -25,7 +25,7 @@ use super::checkpoint::{Checkpoint, TensorInfo};
 use super::matvec::{
     self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
 };
-use super::shaders::Module;
+use super::shaders::{Module, BERT_OPS_BINDINGS, OP_RESIDUAL};
 use exprans::gpu::sync as wait;
 use exprans::gpu::{tensor_output_len, GpuDecoder, OutputTarget};
 use exprans::params::ATTENTION_MAX_TOKENS;
@@ -429,19 +429,16 @@ impl WeightMode {
 /// Uniform parameters of one non-matrix step; mirrors `struct Op` in shaders/bert_ops.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct OpParams {
-    tokens: u32,
-    hidden: u32,
-    heads: u32,
-    dtype: u32,
-    flags: u32,
-    eps: f32,
-    scale: f32,
-    pad: u32,
+pub(crate) struct OpParams {
+    pub(crate) tokens: u32,
+    pub(crate) hidden: u32,
+    pub(crate) heads: u32,
+    pub(crate) dtype: u32,
+    pub(crate) flags: u32,
+    pub(crate) eps: f32,
+    pub(crate) scale: f32,
+    pub(crate) pad: u32,
 }
-
-/// `Op::flags` bit: layer_norm adds `b` to `a`.
-const OP_RESIDUAL: u32 = 1;
 
 /// The non-matrix steps' kernels (shaders/bert_ops.wgsl).
 #[derive(Clone, Debug)]
@@ -483,18 +480,7 @@ struct OpBuffers<'a> {
 
 impl OpKernels {
     fn new(device: &wgpu::Device) -> OpKernels {
-        let layout = matvec::storage_layout(
-            device,
-            "exprans bert ops",
-            &[
-                (1, true),
-                (2, true),
-                (3, true),
-                (4, true),
-                (5, true),
-                (6, false),
-            ],
-        );
+        let layout = matvec::storage_layout(device, "exprans bert ops", &BERT_OPS_BINDINGS);
         let shader = Module::BertOps.create(device);
         OpKernels {
             layer_norm: matvec::pipeline(device, &layout, &shader, "layer_norm"),
@@ -836,13 +822,13 @@ impl GpuBert {
         let flags = buffer(
             device,
             "exprans matrix flags",
-            4 * matrix_count as u64,
+            8 * matrix_count as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
         let readback = buffer(
             device,
             "exprans readback",
-            4 * (hs + matrix_count) as u64,
+            4 * (hs + 2 * matrix_count) as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
 
@@ -1068,8 +1054,9 @@ impl GpuBert {
         errors.await?;
         let bytes = wait::read(&self.device, &self.readback).await?;
         let (embedding, flags) = bytes.split_at(4 * hs as usize);
-        for (name, flag) in self.matrix_names.iter().zip(flags.chunks_exact(4)) {
-            matvec::check_flag(name, u32::from_le_bytes(flag.try_into().expect("4 bytes")))?;
+        let flags: Vec<u32> = bytemuck::pod_collect_to_vec(flags);
+        for (name, slots) in self.matrix_names.iter().zip(flags.chunks_exact(2)) {
+            exprans::gpu::check_flags([slots[0], slots[1]], 0).map_err(|e| e.in_tensor(name))?;
         }
         Ok(bytemuck::pod_collect_to_vec(embedding))
     }

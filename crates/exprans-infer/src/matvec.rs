@@ -2,8 +2,9 @@
 //! uncompressed or compressed.
 //!
 //! A [`GpuMatrix`] is a `[rows, cols]` BF16/F16 matrix (row-major, `torch.nn.Linear` layout) in
-//! one GPU buffer: either its plain values or its coded entry (docs/FORMAT.md, section 4) plus the
-//! entry's decode tables, which the fused kernel decodes on the fly, block by block, in registers.
+//! one GPU buffer: either its plain values or its coded entry (docs/FORMAT.md, section 4) packed
+//! for the core's rANS lane ([`exprans::gpu::PackedEntry`]), which the fused kernel decodes on the
+//! fly, block by block, in registers.
 //! Coded matrices need the row-aligned layout (`--rows-per-block`, [`exprans::EncodeOptions::rows_per_block`]):
 //! each block holds whole rows, and one workgroup decodes one block.
 //!
@@ -28,10 +29,13 @@
 
 use wgpu::util::DeviceExt;
 
-use super::shaders::{Module, DTYPE_BF16, DTYPE_F16, OP_ACCUMULATE, OP_BIAS, OP_GELU};
+use super::shaders::{
+    Bind, Module, DTYPE_BF16, DTYPE_F16, MATVEC_BINDINGS, OP_ACCUMULATE, OP_BIAS, OP_GELU,
+};
 use exprans::codec::CodedEntry;
 use exprans::gpu::sync as wait;
-use exprans::params::{LANES, MATVEC_MAX_BATCH, PROB_SCALE};
+use exprans::gpu::{check_flags, PackedEntry, PackedParams};
+use exprans::params::MATVEC_MAX_BATCH;
 use exprans::planes::PlaneLayout;
 use exprans::{Error, Result};
 
@@ -73,30 +77,17 @@ impl Dtype16 {
 /// Uniform parameters of one matrix call; mirrors `struct Matvec` in shaders/matvec_common.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatvecParams {
-    rows: u32,
-    cols: u32,
-    block_rows: u32,
-    tokens: u32,
-    dtype: u32,
-    op: u32,
-    coded_mask: u32,
-    dir_base: u32,
-    word_base: u32,
-    word_count: u32,
-    block_count: u32,
-    flag_index: u32,
-    plane_base: [u32; 4],
-}
-
-/// Where the fused kernel finds the parts of a coded entry in the matrix buffer (u32 indices).
-#[derive(Clone, Copy, Debug)]
-struct CodedLayout {
-    coded_mask: u32,
-    dir_base: u32,
-    word_base: u32,
-    word_count: u32,
-    plane_base: [u32; 4],
+pub(crate) struct MatvecParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) block_rows: u32,
+    pub(crate) tokens: u32,
+    pub(crate) dtype: u32,
+    pub(crate) op: u32,
+    pub(crate) block_count: u32,
+    pub(crate) flag_index: u32,
+    /// Fused matrices: the packed entry (zero for plain ones).
+    pub(crate) entry: PackedParams,
 }
 
 /// A `[rows, cols]` 16-bit weight matrix in a GPU buffer, plain or coded.
@@ -108,7 +99,7 @@ pub struct GpuMatrix {
     block_rows: u32,
     dtype: Dtype16,
     buffer: wgpu::Buffer,
-    coded: Option<CodedLayout>,
+    coded: Option<PackedParams>,
 }
 
 /// Checks a matrix shape against what the kernels index with u32.
@@ -206,33 +197,11 @@ impl GpuMatrix {
                 ))
             })?;
         check_shape(name, rows, cols, block_rows)?;
-        let g = &entry.geometry;
-        // The entry's bytes as stored (every section 16-byte aligned), then the decode tables.
-        let mut bytes = Vec::with_capacity(entry.bytes.len() + 4 * 4096 * 2);
-        bytes.extend_from_slice(entry.bytes);
-        let mut plane_base = [0u32; 4];
-        let mut tables = entry.decode_tables().into_iter();
-        for (p, base) in plane_base.iter_mut().enumerate().take(2) {
-            match g.raw_offsets[p] {
-                Some(offset) => *base = (offset / 4) as u32,
-                None => {
-                    *base = (bytes.len() / 4) as u32;
-                    let table = tables.next().expect("one table per coded plane");
-                    debug_assert_eq!(table.len(), PROB_SCALE as usize);
-                    bytes.extend_from_slice(bytemuck::cast_slice(&table));
-                }
-            }
-        }
-        if bytes.len() / 4 > u32::MAX as usize {
-            return Err(Error::invalid(format!("matrix '{name}': entry too large")));
-        }
-        let coded = CodedLayout {
-            coded_mask: entry.header.coded_mask as u32,
-            dir_base: (g.directory_offset / 4) as u32,
-            word_base: (g.words_offset / 4) as u32,
-            word_count: entry.header.words_count as u32,
-            plane_base,
-        };
+        // The whole matrix as one packed entry: the layout of shaders/rans_lane.wgsl.
+        let packed = PackedEntry::new(entry, 0..entry.geometry.block_count)
+            .map_err(|e| e.in_tensor(name))?;
+        let coded = packed.params;
+        let bytes = packed.bytes;
         Ok(GpuMatrix {
             name: name.to_string(),
             rows,
@@ -261,7 +230,7 @@ impl GpuMatrix {
 
     /// Rows per block: one workgroup handles one block (a coded matrix's blocks; for a plain one
     /// about 8192 values). Results do not depend on it: output `r` is the fixed-tree sum of the
-    /// [`LANES`] sums of the columns of each class `c mod LANES` of row `r`, each in column order
+    /// [`exprans::params::LANES`] sums of the columns of each class `c mod LANES` of row `r`, each in column order
     /// (shaders/matvec_common.wgsl).
     pub fn block_rows(&self) -> u32 {
         self.block_rows
@@ -287,13 +256,6 @@ impl GpuMatrix {
     }
 
     fn params(&self, op: u32, flag_index: u32) -> MatvecParams {
-        let c = self.coded.unwrap_or(CodedLayout {
-            coded_mask: 0,
-            dir_base: 0,
-            word_base: 0,
-            word_count: 0,
-            plane_base: [0; 4],
-        });
         MatvecParams {
             rows: self.rows,
             cols: self.cols,
@@ -301,13 +263,9 @@ impl GpuMatrix {
             tokens: 0,
             dtype: self.dtype.code(),
             op,
-            coded_mask: c.coded_mask,
-            dir_base: c.dir_base,
-            word_base: c.word_base,
-            word_count: c.word_count,
             block_count: self.block_count(),
             flag_index,
-            plane_base: c.plane_base,
+            entry: self.coded.unwrap_or_default(),
         }
     }
 }
@@ -356,10 +314,11 @@ pub struct CallBuffers<'a> {
     pub input: &'a wgpu::Buffer,
     /// Results.
     pub output: &'a wgpu::Buffer,
-    /// Error flags (u32 each, `STORAGE`, zeroed before the pass): a fused matrix whose stream is
-    /// damaged writes the complement of its first failing lane number into `flags[flag_index]`.
+    /// Error slots (u32 each, `STORAGE`, zeroed before the pass), two per call: a fused matrix
+    /// whose stream is damaged writes the complement of its first failing lane number into
+    /// `flags[2 * flag_index]` ([`exprans::gpu::check_flags`] reads them).
     pub flags: &'a wgpu::Buffer,
-    /// This call's slot in `flags`.
+    /// This call's pair of slots in `flags`.
     pub flag_index: u32,
 }
 
@@ -378,18 +337,7 @@ impl MatrixKernels {
     /// Compiles the kernels on `device`.
     pub async fn new(device: &wgpu::Device) -> Result<MatrixKernels> {
         let (kernels, errors) = wait::capture(device, "compiling the matrix kernels", || {
-            let layout = storage_layout(
-                device,
-                "exprans matrix",
-                &[
-                    (1, true),  // weights
-                    (2, true),  // x
-                    (3, true),  // bias
-                    (4, false), // y
-                    (5, false), // flags
-                    (6, true),  // ids
-                ],
-            );
+            let layout = storage_layout(device, "exprans matrix", &MATVEC_BINDINGS);
             let pipelines = |module: Module| {
                 let shader = module.create(device);
                 ["matvec", "gather_rows"].map(|entry| pipeline(device, &layout, &shader, entry))
@@ -544,11 +492,11 @@ impl MatrixKernels {
         let (readback, errors) = wait::capture(device, "running a matrix kernel", || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
             let output = buffer(device, "exprans y", 4 * outputs.max(1), storage);
-            let flags = buffer(device, "exprans flags", 4, storage);
+            let flags = buffer(device, "exprans flags", 8, storage);
             let readback = buffer(
                 device,
                 "exprans readback",
-                4 * outputs.max(1) + 4,
+                4 * outputs.max(1) + 8,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             );
             let buffers = CallBuffers {
@@ -565,17 +513,15 @@ impl MatrixKernels {
                 call.dispatch(&mut pass, tokens);
             }
             encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, 4 * outputs.max(1));
-            encoder.copy_buffer_to_buffer(&flags, 0, &readback, 4 * outputs.max(1), 4);
+            encoder.copy_buffer_to_buffer(&flags, 0, &readback, 4 * outputs.max(1), 8);
             queue.submit([encoder.finish()]);
             readback
         });
         errors.await?;
         let bytes = wait::read(device, &readback).await?;
-        let (y, flag) = bytes.split_at(bytes.len() - 4);
-        check_flag(
-            &matrix.name,
-            u32::from_le_bytes(flag.try_into().expect("4 bytes")),
-        )?;
+        let (y, flag) = bytes.split_at(bytes.len() - 8);
+        let slots: [u32; 2] = bytemuck::pod_read_unaligned(flag);
+        check_flags(slots, 0).map_err(|e| e.in_tensor(&matrix.name))?;
         Ok(bytemuck::pod_collect_to_vec(&y[..4 * outputs as usize]))
     }
 
@@ -606,19 +552,6 @@ impl MatrixKernels {
     ) -> Result<Vec<f32>> {
         pollster::block_on(self.gather(device, queue, matrix, ids))
     }
-}
-
-/// The error for a raised flag of matrix `name` (0: no error).
-pub fn check_flag(name: &str, flag: u32) -> Result<()> {
-    if flag == 0 {
-        return Ok(());
-    }
-    let lane = (!flag) as usize;
-    Err(Error::corrupt(format!(
-        "tensor '{name}': rANS lane {} of block {} does not decode to its final state",
-        lane % LANES,
-        lane / LANES
-    )))
 }
 
 /// One bound matrix operation, recorded into compute passes any number of times.
@@ -660,11 +593,11 @@ impl MatrixCall {
     }
 }
 
-/// A bind group layout of a uniform at binding 0 and storage buffers `(binding, read_only)`.
+/// The bind group layout of a table of bindings (`shaders::MATVEC_BINDINGS`, ...).
 pub(crate) fn storage_layout(
     device: &wgpu::Device,
     label: &str,
-    storage: &[(u32, bool)],
+    bindings: &[(u32, &str, Bind)],
 ) -> wgpu::BindGroupLayout {
     let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
         binding,
@@ -676,13 +609,18 @@ pub(crate) fn storage_layout(
         },
         count: None,
     };
-    let mut entries = vec![entry(0, wgpu::BufferBindingType::Uniform)];
-    for &(binding, read_only) in storage {
-        entries.push(entry(
-            binding,
-            wgpu::BufferBindingType::Storage { read_only },
-        ));
-    }
+    let entries: Vec<_> = bindings
+        .iter()
+        .map(|&(binding, _, bind)| {
+            entry(
+                binding,
+                match bind {
+                    Bind::Uniform => wgpu::BufferBindingType::Uniform,
+                    Bind::Storage { read_only } => wgpu::BufferBindingType::Storage { read_only },
+                },
+            )
+        })
+        .collect();
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(label),
         entries: &entries,

@@ -2,30 +2,52 @@
 //!
 //! Every module is `params::wgsl_constants()`, then the inference constants of [`constants`], then
 //! its files. The two matrix modules share `shaders/matvec_common.wgsl` (bindings, loops and
-//! reductions) and differ only in their weight source (`matvec_plain.wgsl`, `matvec_fused.wgsl`).
+//! reductions) and differ only in their weight source (`matvec_plain.wgsl`, `matvec_fused.wgsl`,
+//! which decodes with the core's rANS lane, `shaders/rans_lane.wgsl`).
 
+use exprans::gpu::{WgslModule, RANS_LANE_WGSL};
+
+/// A file of `shaders/`: its name and text.
+type File = (&'static str, &'static str);
+
+const RANS_LANE: File = ("rans_lane.wgsl", RANS_LANE_WGSL);
 use exprans::params::{wgsl_constants, ATTENTION_MAX_TOKENS, MATVEC_CHUNK_ROWS, MATVEC_MAX_BATCH};
 
-const HALF: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shaders/half.wgsl"
-));
-const MATVEC_COMMON: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shaders/matvec_common.wgsl"
-));
-const MATVEC_PLAIN: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shaders/matvec_plain.wgsl"
-));
-const MATVEC_FUSED: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shaders/matvec_fused.wgsl"
-));
-const BERT_OPS: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shaders/bert_ops.wgsl"
-));
+const HALF: File = (
+    "half.wgsl",
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shaders/half.wgsl"
+    )),
+);
+const MATVEC_COMMON: File = (
+    "matvec_common.wgsl",
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shaders/matvec_common.wgsl"
+    )),
+);
+const MATVEC_PLAIN: File = (
+    "matvec_plain.wgsl",
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shaders/matvec_plain.wgsl"
+    )),
+);
+const MATVEC_FUSED: File = (
+    "matvec_fused.wgsl",
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shaders/matvec_fused.wgsl"
+    )),
+);
+const BERT_OPS: File = (
+    "bert_ops.wgsl",
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shaders/bert_ops.wgsl"
+    )),
+);
 
 /// `Matvec::dtype` / `Op::dtype` of BF16 values.
 pub const DTYPE_BF16: u32 = 0;
@@ -37,6 +59,43 @@ pub const OP_BIAS: u32 = 1;
 pub const OP_GELU: u32 = 2;
 /// `Matvec::op` bit: `gather_rows` adds the row to the output instead of overwriting it.
 pub const OP_ACCUMULATE: u32 = 4;
+/// `Op::flags` bit: layer_norm adds `b` to `a`.
+pub const OP_RESIDUAL: u32 = 1;
+/// Stride of one lane's partial sums in the matrix kernels' workgroup memory.
+const PARTIAL_STRIDE: u32 = MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH;
+
+/// How a kernel binds a buffer (group 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bind {
+    Uniform,
+    Storage { read_only: bool },
+}
+
+const READ: Bind = Bind::Storage { read_only: true };
+const WRITE: Bind = Bind::Storage { read_only: false };
+
+/// Bindings of the matrix kernels (shaders/matvec_common.wgsl): (binding, variable, kind). The
+/// bind group layout is built from it, and a test checks it against the WGSL.
+pub(crate) const MATVEC_BINDINGS: [(u32, &str, Bind); 7] = [
+    (0, "mv", Bind::Uniform),
+    (1, "packed", READ),
+    (2, "x", READ),
+    (3, "bias", READ),
+    (4, "y", WRITE),
+    (5, "flags", WRITE),
+    (6, "ids", READ),
+];
+
+/// Bindings of the non-matrix kernels (shaders/bert_ops.wgsl), as [`MATVEC_BINDINGS`].
+pub(crate) const BERT_OPS_BINDINGS: [(u32, &str, Bind); 7] = [
+    (0, "op", Bind::Uniform),
+    (1, "a", READ),
+    (2, "b", READ),
+    (3, "c", READ),
+    (4, "gamma", READ),
+    (5, "beta", READ),
+    (6, "out", WRITE),
+];
 
 /// The inference constants as WGSL `const` declarations.
 pub fn constants() -> String {
@@ -49,20 +108,15 @@ pub fn constants() -> String {
          const DTYPE_F16: u32 = {DTYPE_F16}u;\n\
          const OP_BIAS: u32 = {OP_BIAS}u;\n\
          const OP_GELU: u32 = {OP_GELU}u;\n\
-         const OP_ACCUMULATE: u32 = {OP_ACCUMULATE}u;\n"
+         const OP_ACCUMULATE: u32 = {OP_ACCUMULATE}u;\n\
+         const OP_RESIDUAL: u32 = {OP_RESIDUAL}u;\n\
+         const PARTIAL_STRIDE: u32 = {PARTIAL_STRIDE}u;\n"
     )
 }
 
-/// One assembled WGSL module of the inference kernels.
-#[derive(Clone, Debug)]
-pub struct InferModule {
-    /// Short name, also the shader label.
-    pub name: &'static str,
-    /// Complete WGSL source: the constants, then the module's files.
-    pub source: String,
-    /// Its compute entry points.
-    pub entry_points: &'static [&'static str],
-}
+/// One assembled WGSL module of the inference kernels (the core's module type; no subgroups, no
+/// pipeline constants).
+pub type InferModule = WgslModule;
 
 /// The inference modules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,15 +133,15 @@ impl Module {
     const ALL: [Module; 3] = [Module::MatvecPlain, Module::MatvecFused, Module::BertOps];
 
     fn assemble(self) -> InferModule {
-        let (name, files, entry_points): (_, &[&str], &'static [&'static str]) = match self {
+        let (name, files, entry_points): (_, &[File], &'static [&'static str]) = match self {
             Module::MatvecPlain => (
                 "exprans matvec (plain)",
-                &[HALF, MATVEC_COMMON, MATVEC_PLAIN],
+                &[HALF, RANS_LANE, MATVEC_COMMON, MATVEC_PLAIN],
                 &["matvec", "gather_rows"],
             ),
             Module::MatvecFused => (
                 "exprans matvec (fused)",
-                &[HALF, MATVEC_COMMON, MATVEC_FUSED],
+                &[HALF, RANS_LANE, MATVEC_COMMON, MATVEC_FUSED],
                 &["matvec", "gather_rows"],
             ),
             Module::BertOps => (
@@ -98,14 +152,23 @@ impl Module {
         };
         let mut source = wgsl_constants();
         source.push_str(&constants());
-        for file in files {
+        // Whether the weight source must be read in lane order (matvec_common.wgsl).
+        match self {
+            Module::MatvecPlain => source.push_str("const SEQUENTIAL_CURSOR: bool = false;\n"),
+            Module::MatvecFused => source.push_str("const SEQUENTIAL_CURSOR: bool = true;\n"),
+            Module::BertOps => {}
+        }
+        for (_, text) in files {
             source.push('\n');
-            source.push_str(file);
+            source.push_str(text);
         }
         InferModule {
             name,
             source,
+            files: files.iter().map(|(name, _)| *name).collect(),
             entry_points,
+            uses_subgroups: false,
+            coded_masks: Vec::new(),
         }
     }
 
@@ -122,4 +185,79 @@ impl Module {
 /// Every inference module, assembled exactly as it is compiled (for validation tests).
 pub fn wgsl_modules() -> Vec<InferModule> {
     Module::ALL.iter().map(|m| m.assemble()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bert::OpParams;
+    use crate::matvec::MatvecParams;
+    use exprans::gpu::PackedParams;
+    use exprans_testkit::rust_layout;
+    use exprans_testkit::wgsl::{self, Access};
+
+    fn expected(table: &[(u32, &str, Bind)]) -> Vec<(u32, u32, String, Access)> {
+        let mut v: Vec<_> = table
+            .iter()
+            .map(|&(binding, name, bind)| {
+                let access = match bind {
+                    Bind::Uniform => Access::Uniform,
+                    Bind::Storage { read_only: true } => Access::Read,
+                    Bind::Storage { read_only: false } => Access::ReadWrite,
+                };
+                (0, binding, name.to_string(), access)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Each uniform struct the host writes has the WGSL layout of its mirror (names, offsets,
+    /// size), and every bound variable is where the bind group layout puts it.
+    #[test]
+    fn mirrored_structs_and_bindings_match_the_rust_side() {
+        let packed = rust_layout!(
+            PackedParams,
+            value_count,
+            block_count,
+            block_size,
+            coded_mask,
+            dir_base,
+            word_base,
+            word_origin,
+            pad,
+            plane_base
+        );
+        let matvec = rust_layout!(
+            MatvecParams,
+            rows,
+            cols,
+            block_rows,
+            tokens,
+            dtype,
+            op,
+            block_count,
+            flag_index,
+            entry
+        );
+        let op = rust_layout!(OpParams, tokens, hidden, heads, dtype, flags, eps, scale, pad);
+        for module in Module::ALL {
+            let m = module.assemble();
+            let naga_module = wgsl::parse(m.name, &m.source);
+            let mut bound = wgsl::bindings(&naga_module);
+            bound.sort();
+            match module {
+                Module::MatvecPlain | Module::MatvecFused => {
+                    let layout = |name| wgsl::struct_layout(&naga_module, name);
+                    assert_eq!(layout("PackedEntry"), Some(packed.clone()), "{}", m.name);
+                    assert_eq!(layout("Matvec"), Some(matvec.clone()), "{}", m.name);
+                    assert_eq!(bound, expected(&MATVEC_BINDINGS), "{}", m.name);
+                }
+                Module::BertOps => {
+                    assert_eq!(wgsl::struct_layout(&naga_module, "Op"), Some(op.clone()));
+                    assert_eq!(bound, expected(&BERT_OPS_BINDINGS), "{}", m.name);
+                }
+            }
+        }
+    }
 }

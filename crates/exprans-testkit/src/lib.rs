@@ -2,6 +2,8 @@
 //! the edge-case tensors every codec path is tested on, the bundled sample and the shared real
 //! models, running the CLI, and the GPU-or-skip preamble. Not published.
 
+pub mod wgsl;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,3 +3,4 @@
 pub mod bench;
 pub mod gpu;
 pub mod info;
+pub mod shaders;

@@ -384,27 +384,12 @@ impl Batch {
                 .map_err(read_error)?,
         );
         for (&(item, first_block), pair) in batch.jobs.iter().zip(flags.chunks_exact(2)) {
-            if pair[1] != 0 {
-                return Err(Error::Gpu(
-                    "the subgroup kernel found subgroups whose active invocations are not the \
-                     first ones; this adapter needs the portable kernel \
-                     (DecoderOptions::force_portable)"
-                        .into(),
-                )
-                .into());
-            }
-            if pair[0] != 0 {
-                // Same message as `cpu::decode_reference`; the item when the batch has several.
-                let lane = (!pair[0]) as usize;
-                return Err(BatchError {
-                    item: (batch.item_lens.len() > 1).then_some(item),
-                    error: Error::corrupt(format!(
-                        "rANS lane {} of block {} does not decode to its final state",
-                        lane % LANES,
-                        first_block + lane / LANES
-                    )),
-                });
-            }
+            // Same message as `cpu::decode_reference`; the item when the batch has several.
+            plan::check_flags([pair[0], pair[1]], first_block).map_err(|error| BatchError {
+                item: (batch.item_lens.len() > 1 && matches!(error, Error::Corrupt(_)))
+                    .then_some(item),
+                error,
+            })?;
         }
         let mut out: Vec<Vec<u8>> = batch
             .item_lens

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use super::adapter::{self, AdapterSummary};
 use super::batch::Dest;
 use super::plan::{self, JobParams, Piece};
-use super::shaders::Module;
+use super::shaders::{Module, DECODE_BINDINGS};
 use super::sync;
 use crate::codec::CodedEntry;
 use crate::params::GPU_WORKGROUP_SIZE;
@@ -303,12 +303,13 @@ fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
     let job_len = NonZeroU64::new(std::mem::size_of::<JobParams>() as u64);
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("exprans decode"),
-        entries: &[
-            entry(0, storage(true), job_len),
-            entry(1, storage(true), None),
-            entry(2, storage(false), None),
-            entry(3, storage(false), None),
-        ],
+        entries: &DECODE_BINDINGS.map(|(binding, _, read_only)| {
+            entry(
+                binding,
+                storage(read_only),
+                job_len.filter(|_| binding == 0),
+            )
+        }),
     })
 }
 

@@ -34,6 +34,15 @@
 //! reference decoder); bad arguments are [`crate::ErrorKind::Invalid`]; everything the GPU
 //! reports (no adapter, small limits, validation, out of memory, device lost) is
 //! [`crate::ErrorKind::Gpu`].
+//!
+//! Kernels over compressed weights (these decoders, exprans-infer's fused matrix kernels) share one
+//! WGSL rANS lane, [`RANS_LANE_WGSL`], which reads blocks packed by [`PackedEntry`] and reports
+//! damage in error slots read by [`check_flags`].
+//!
+//! Modules: `adapter` (adapters, devices, [`AdapterSummary`]), `plan` (the packer, splitting
+//! entries into jobs that fit a storage binding, the error slots), `batch` (grouping jobs into dispatches
+//! of one submission, reading results), `shaders` (WGSL assembly), `decoder` ([`GpuDecoder`]),
+//! `sync` (error scopes, mapping futures), `bench` (throughput numbers), `tensors` (the tensor-level decode).
 
 mod adapter;
 mod batch;
@@ -49,5 +58,6 @@ pub use adapter::{all_adapters, list_adapters, AdapterSummary};
 #[cfg(not(target_arch = "wasm32"))]
 pub use bench::BenchReport;
 pub use decoder::{output_len, DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
-pub use shaders::{wgsl_modules, WgslModule};
+pub use plan::{check_flags, PackedEntry, PackedParams};
+pub use shaders::{wgsl_modules, WgslModule, RANS_LANE_WGSL};
 pub use tensors::{tensor_output_len, PendingDecode};

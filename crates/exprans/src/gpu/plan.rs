@@ -1,36 +1,62 @@
-//! How a coded entry becomes GPU jobs: split on block boundaries so that each job's input and
-//! output fit one storage binding, and pack each job's input as the kernels read it.
+//! How a coded entry becomes GPU work: the one packer of coded blocks for the WGSL rANS lane
+//! ([`PackedEntry`], the contract of every kernel over compressed weights), splitting an entry on
+//! block boundaries so that each job's input and output fit one storage binding, and the one
+//! reading of the kernels' error slots ([`check_flags`]).
 //!
-//! A job's input buffer (all offsets in u32 words, every section 4-byte aligned):
+//! A packed entry (all offsets in u32 words, every section 4-byte aligned):
 //!
 //! ```text
 //! decode tables   PROB_SCALE u32 per coded plane, in plane order
-//! directory       (state, first word) per lane of the job's blocks, then a sentinel record
-//!                 whose first word is the end of the job's last lane
-//! words           the job's 16-bit words, two per u32, from an even word (`word_origin`) on
-//!                 (at least one u32, zero when the job has no words)
-//! raw planes      the job's bytes of each raw plane, four per u32
+//! directory       (state, first word) per lane of the blocks, then a sentinel record
+//!                 whose first word is the end of the last lane
+//! words           the blocks' 16-bit words, two per u32, from an even word (`word_origin`) on
+//!                 (at least one u32, zero when there are no words)
+//! raw planes      the blocks' bytes of each raw plane, four per u32
 //! ```
+
+use std::ops::Range;
 
 use crate::codec::{CodedEntry, LANE_RECORD_LEN};
 use crate::params::{LANES, PROB_SCALE};
 use crate::{Error, Result};
 
-/// Parameters of one job; mirrors `struct Job` in shaders/decode_common.wgsl.
+/// Where a kernel finds the parts of a [`PackedEntry`]; mirrors `struct PackedEntry` in
+/// shaders/rans_lane.wgsl field for field (a test checks the offsets with naga).
+///
+/// Indices are u32 indices into the storage array the kernel binds as `packed`, counted from
+/// the `base` the entry was packed at.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PackedParams {
+    /// Values of the packed blocks.
+    pub value_count: u32,
+    /// Blocks packed.
+    pub block_count: u32,
+    /// Values per block (the last block may be short).
+    pub block_size: u32,
+    /// Bit `p` set: plane `p` is rANS coded, else stored raw.
+    pub coded_mask: u32,
+    /// Index of the first lane's directory record (state, first word).
+    pub dir_base: u32,
+    /// Index of the u32 holding word `word_origin`.
+    pub word_base: u32,
+    /// The first stored word (even); lanes' word indices are relative to it.
+    pub word_origin: u32,
+    /// Zero.
+    pub pad: u32,
+    /// Per plane: index of its decode table (coded) or of its bytes (raw); 0 past the planes.
+    pub plane_base: [u32; 4],
+}
+
+/// Parameters of one decode job; mirrors `struct Job` in shaders/decode_common.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct JobParams {
     pub first_group: u32,
-    pub value_count: u32,
-    pub block_count: u32,
-    pub block_size: u32,
-    pub dir_base: u32,
-    pub word_base: u32,
-    pub word_origin: u32,
     pub out_base: u32,
     pub flag_index: u32,
-    pub pad: [u32; 3],
-    pub plane_base: [u32; 4],
+    pub pad: u32,
+    pub entry: PackedParams,
 }
 
 /// A run of whole blocks of one entry, decoded by one dispatch.
@@ -46,6 +72,107 @@ pub(crate) struct Piece {
     pub word_end: usize,
 }
 
+/// Whole blocks of a coded entry packed for the WGSL rANS lane (shaders/rans_lane.wgsl): the
+/// layout every kernel over compressed weights reads, the decoders of [`crate::gpu`] per job and
+/// the fused matrix kernels of `exprans-infer` for a whole matrix.
+///
+/// A kernel binds the bytes as `var<storage, read> packed: array<u32>` (several packed entries
+/// may share one buffer: pack each at its own u32 `base`), passes the [`PackedParams`] to the
+/// lane library as `entry`, and gives each packed entry two u32 error slots, read with
+/// [`check_flags`]. Value, block and lane indices in the kernel are relative to the first packed
+/// block. The entry's directory must have been checked (as [`CodedEntry::parse`] does): the
+/// kernels trust that each lane's word range lies inside the words.
+///
+/// ```
+/// # fn main() -> exprans::Result<()> {
+/// use exprans::codec::{encode, CodedEntry, EncodeOptions};
+/// use exprans::gpu::PackedEntry;
+/// use exprans::planes::PlaneLayout;
+/// let values: Vec<u8> = (0..4096u32)
+///     .flat_map(|i| (0x3f80 + (i * 7919 % 97) as u16).to_le_bytes())
+///     .collect();
+/// let opts = EncodeOptions { block_size: 1024, fast: false };
+/// let (coded, _) = encode(PlaneLayout::Float16, &values, &opts)?;
+/// let bytes = coded.expect("compresses");
+/// let entry = CodedEntry::parse(&bytes, PlaneLayout::Float16, 4096)?;
+/// // Blocks 1 and 2: values 1024..3072 of the entry, value 0 of the packed entry being 1024.
+/// let packed = PackedEntry::new(&entry, 1..3)?;
+/// assert_eq!(packed.params.block_count, 2);
+/// assert_eq!(packed.params.value_count, 2048);
+/// assert_eq!(packed.bytes.len() as u64, PackedEntry::packed_len(&entry, 1..3));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedEntry {
+    /// Where the sections are, as u32 indices from the start of `bytes`.
+    pub params: PackedParams,
+    /// The packed bytes (a whole number of u32).
+    pub bytes: Vec<u8>,
+}
+
+impl PackedEntry {
+    /// Packs blocks `blocks` of `entry` into a buffer of their own (indices from 0).
+    pub fn new(entry: &CodedEntry, blocks: Range<usize>) -> Result<PackedEntry> {
+        let piece = Piece::checked(entry, blocks)?;
+        let mut bytes = vec![0u8; piece.input_len(entry) as usize];
+        let tables = entry.decode_tables();
+        let params = pack_piece(entry, &tables, &piece, 0, |at, b| {
+            bytes[at as usize..][..b.len()].copy_from_slice(b)
+        });
+        if (bytes.len() / 4) as u64 > u32::MAX as u64 {
+            return Err(Error::invalid(
+                "packed entry larger than the kernels address (2^32 u32)",
+            ));
+        }
+        Ok(PackedEntry { params, bytes })
+    }
+
+    /// Bytes [`PackedEntry::new`] gives for blocks `blocks` of `entry` (which must be a
+    /// non-empty range of its blocks).
+    pub fn packed_len(entry: &CodedEntry, blocks: Range<usize>) -> u64 {
+        Piece::of(entry, blocks.start, blocks.end).input_len(entry)
+    }
+
+    /// Packs blocks `blocks` of `entry` through `write(byte offset, bytes)`, offsets from the
+    /// start of [`PackedEntry::packed_len`] bytes that must be zeroed; the parameters' indices
+    /// are counted from u32 `base` (where those bytes start in the bound buffer). `tables` are
+    /// the entry's [`CodedEntry::decode_tables`].
+    pub fn write(
+        entry: &CodedEntry,
+        tables: &[Vec<u32>],
+        blocks: Range<usize>,
+        base: u32,
+        write: impl FnMut(u64, &[u8]),
+    ) -> Result<PackedParams> {
+        let piece = Piece::checked(entry, blocks)?;
+        Ok(pack_piece(entry, tables, &piece, base, write))
+    }
+}
+
+/// The error a kernel's two error slots of one packed entry report (shaders/rans_lane.wgsl): the
+/// first slot the complement of its smallest failing lane number `block * LANES + lane` (0: none;
+/// blocks counted from the packed entry's first, `first_block` in the coded entry), the second a
+/// kernel's invocation-layout flag. A failing lane is [`Error::Corrupt`] with the message of
+/// `cpu::decode_reference`; a layout flag is [`Error::Gpu`].
+pub fn check_flags(slots: [u32; 2], first_block: usize) -> Result<()> {
+    if slots[1] != 0 {
+        return Err(Error::Gpu(
+            "the subgroup kernel found subgroups whose active invocations are not the first ones; \
+             this adapter needs the portable path (DecoderOptions::force_portable)"
+                .into(),
+        ));
+    }
+    if slots[0] != 0 {
+        let lane = (!slots[0]) as usize;
+        return Err(Error::corrupt(format!(
+            "rANS lane {} of block {} does not decode to its final state",
+            lane % LANES,
+            first_block + lane / LANES
+        )));
+    }
+    Ok(())
+}
+
 /// Bytes of `n` rounded up to whole u32 words.
 fn align4(n: u64) -> u64 {
     n.div_ceil(4) * 4
@@ -58,6 +185,37 @@ pub fn output_len(entry: &CodedEntry) -> u64 {
 }
 
 impl Piece {
+    /// Blocks `first_block..end_block` of `entry` (a non-empty range of its blocks).
+    fn of(entry: &CodedEntry, first_block: usize, end_block: usize) -> Piece {
+        let first_value = first_block * entry.header.block_size as usize;
+        Piece {
+            first_block,
+            block_count: end_block - first_block,
+            first_value,
+            value_count: (end_block * entry.header.block_size as usize).min(entry.value_count())
+                - first_value,
+            word_origin: entry.lane(first_block, 0).first_word & !1,
+            word_end: entry.lane(end_block - 1, LANES - 1).end_word,
+        }
+    }
+
+    /// [`Piece::of`], checking the range and that its words are u32-addressable.
+    fn checked(entry: &CodedEntry, blocks: Range<usize>) -> Result<Piece> {
+        if blocks.is_empty() || blocks.end > entry.geometry.block_count {
+            return Err(Error::invalid(format!(
+                "blocks {blocks:?} are not a non-empty range of the entry's {} blocks",
+                entry.geometry.block_count
+            )));
+        }
+        let piece = Piece::of(entry, blocks.start, blocks.end);
+        if u32::try_from(piece.word_end).is_err() {
+            return Err(Error::invalid(
+                "coded entry has more than 2^32 words, beyond what the GPU kernels address",
+            ));
+        }
+        Ok(piece)
+    }
+
     /// Byte offset of the piece's output within the entry's output.
     pub fn output_offset(&self, entry: &CodedEntry) -> u64 {
         (self.first_value * entry.header.layout.value_bytes()) as u64
@@ -98,20 +256,9 @@ impl Piece {
 /// The pieces of `entry`: consecutive, covering every block, each with an input of at most
 /// `max_input` bytes and an output of at most `max_output` bytes.
 pub(crate) fn split(entry: &CodedEntry, max_input: u64, max_output: u64) -> Result<Vec<Piece>> {
-    let n = entry.value_count();
     let block = entry.header.block_size as usize;
     let blocks = entry.geometry.block_count;
-    let piece = |first_block: usize, end_block: usize| {
-        let first_value = first_block * block;
-        Piece {
-            first_block,
-            block_count: end_block - first_block,
-            first_value,
-            value_count: (end_block * block).min(n) - first_value,
-            word_origin: entry.lane(first_block, 0).first_word & !1,
-            word_end: entry.lane(end_block - 1, LANES - 1).end_word,
-        }
-    };
+    let piece = |first_block: usize, end_block: usize| Piece::of(entry, first_block, end_block);
     let fits = |p: &Piece| p.input_len(entry) <= max_input && p.output_len(entry) <= max_output;
     let mut pieces = Vec::new();
     let mut start = 0;
@@ -143,23 +290,37 @@ pub(crate) fn split(entry: &CodedEntry, max_input: u64, max_output: u64) -> Resu
     Ok(pieces)
 }
 
-/// Writes the input of `piece` through `write(byte offset, bytes)` (offsets from the start of the
-/// job's `input_len` bytes, which must be zeroed) and returns the job's parameters, with indices
-/// into `input` counted from u32 `base`. `first_group`, `out_base` and `flag_index` are left 0
-/// for the caller. `tables` are the entry's decode tables.
+/// Packs the input of job `piece` (see [`PackedEntry::write`]) and returns the job's parameters;
+/// `first_group`, `out_base` and `flag_index` are left 0 for the caller.
 pub(crate) fn pack(
     entry: &CodedEntry,
     tables: &[Vec<u32>],
     piece: &Piece,
     base: u32,
-    mut write: impl FnMut(u64, &[u8]),
+    write: impl FnMut(u64, &[u8]),
 ) -> JobParams {
-    let mut params = JobParams {
+    JobParams {
+        entry: pack_piece(entry, tables, piece, base, write),
+        ..JobParams::default()
+    }
+}
+
+/// The packer: writes the sections of `piece` through `write(byte offset, bytes)` (offsets from
+/// the start of its `input_len` zeroed bytes), indices counted from u32 `base`.
+fn pack_piece(
+    entry: &CodedEntry,
+    tables: &[Vec<u32>],
+    piece: &Piece,
+    base: u32,
+    mut write: impl FnMut(u64, &[u8]),
+) -> PackedParams {
+    let mut params = PackedParams {
         value_count: piece.value_count as u32,
         block_count: piece.block_count as u32,
         block_size: entry.header.block_size,
+        coded_mask: entry.header.coded_mask as u32,
         word_origin: piece.word_origin as u32,
-        ..JobParams::default()
+        ..PackedParams::default()
     };
     let mut at = 0u64;
     let mut section = |bytes: &[u8], at: &mut u64| -> u32 {
@@ -266,7 +427,8 @@ mod tests {
         let mut buf = vec![0u8; p.input_len(&entry) as usize];
         let params = pack(&entry, &tables, &p, 0, |at, b| {
             buf[at as usize..][..b.len()].copy_from_slice(b)
-        });
+        })
+        .entry;
         let word = |i: usize| u32::from_le_bytes(buf[4 * i..][..4].try_into().unwrap());
         assert_eq!(word(params.plane_base[1] as usize + 7), tables[1][7]);
         let lane = entry.lane(p.first_block, 3);

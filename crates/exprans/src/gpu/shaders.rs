@@ -1,7 +1,9 @@
 //! The WGSL kernels of `shaders/`, assembled with the format constants.
 //!
 //! Every module is `params::wgsl_constants()` followed by its files, so the shaders never spell a
-//! format constant themselves.
+//! format constant themselves. The decode modules are the rANS lane (`rans_lane.wgsl`, shared with
+//! the fused matrix kernels of exprans-infer), the decode bindings (`decode_common.wgsl`) and one
+//! kernel.
 
 use crate::params::wgsl_constants;
 use crate::planes::PlaneLayout;
@@ -22,11 +24,25 @@ macro_rules! shader_file {
     };
 }
 
+const RANS_LANE: File = shader_file!("rans_lane.wgsl");
 const DECODE_COMMON: File = shader_file!("decode_common.wgsl");
 const DECODE16_PORTABLE: File = shader_file!("decode16_portable.wgsl");
 const DECODE16_SUBGROUP: File = shader_file!("decode16_subgroup.wgsl");
 const DECODE32: File = shader_file!("decode32.wgsl");
 const COPY: File = shader_file!("copy.wgsl");
+
+/// `shaders/rans_lane.wgsl`, the rANS lane library every kernel over a [`super::PackedEntry`]
+/// includes (exprans-infer's fused matrix kernels too).
+pub const RANS_LANE_WGSL: &str = RANS_LANE.1;
+
+/// Bindings of every decode kernel (group 0, shaders/decode_common.wgsl): (binding, variable,
+/// read-only). The bind group layout is built from it, and a test checks it against the WGSL.
+pub(crate) const DECODE_BINDINGS: [(u32, &str, bool); 4] = [
+    (0, "jobs", true),
+    (1, "packed", true),
+    (2, "output", false),
+    (3, "flags", false),
+];
 
 /// One assembled WGSL module.
 #[derive(Clone, Debug)]
@@ -73,19 +89,19 @@ impl Module {
             match self {
                 Module::Decode16Portable => (
                     "exprans decode16 (portable)",
-                    &[DECODE_COMMON, DECODE16_PORTABLE],
+                    &[RANS_LANE, DECODE_COMMON, DECODE16_PORTABLE],
                     &["decode16"],
                     false,
                 ),
                 Module::Decode16Subgroup => (
                     "exprans decode16 (subgroup)",
-                    &[DECODE_COMMON, DECODE16_SUBGROUP],
+                    &[RANS_LANE, DECODE_COMMON, DECODE16_SUBGROUP],
                     &["decode16"],
                     true,
                 ),
                 Module::Decode32 => (
                     "exprans decode32",
-                    &[DECODE_COMMON, DECODE32],
+                    &[RANS_LANE, DECODE_COMMON, DECODE32],
                     &["decode32"],
                     false,
                 ),
@@ -146,4 +162,59 @@ impl Module {
 /// translation tests, and for inspection).
 pub fn wgsl_modules() -> Vec<WgslModule> {
     Module::ALL.iter().map(|m| m.assemble()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::plan::{JobParams, PackedParams};
+    use exprans_testkit::rust_layout;
+    use exprans_testkit::wgsl::{self, Access};
+
+    /// Each struct the host writes has the WGSL layout of its mirror (names, offsets, size), and
+    /// every bound variable of the decode kernels is where the bind group layout puts it.
+    #[test]
+    fn mirrored_structs_and_bindings_match_the_rust_side() {
+        let packed = rust_layout!(
+            PackedParams,
+            value_count,
+            block_count,
+            block_size,
+            coded_mask,
+            dir_base,
+            word_base,
+            word_origin,
+            pad,
+            plane_base
+        );
+        let job = rust_layout!(JobParams, first_group, out_base, flag_index, pad, entry);
+        let mut expected: Vec<_> = DECODE_BINDINGS
+            .iter()
+            .map(|&(binding, name, read_only)| {
+                let access = if read_only {
+                    Access::Read
+                } else {
+                    Access::ReadWrite
+                };
+                (0, binding, name.to_string(), access)
+            })
+            .collect();
+        expected.sort();
+        for m in [
+            Module::Decode16Portable,
+            Module::Decode16Subgroup,
+            Module::Decode32,
+        ] {
+            let m = m.assemble();
+            let module = wgsl::parse(m.name, &m.source);
+            assert_eq!(
+                wgsl::struct_layout(&module, "PackedEntry"),
+                Some(packed.clone())
+            );
+            assert_eq!(wgsl::struct_layout(&module, "Job"), Some(job.clone()));
+            let mut bound = wgsl::bindings(&module);
+            bound.sort();
+            assert_eq!(bound, expected, "{}", m.name);
+        }
+    }
 }
