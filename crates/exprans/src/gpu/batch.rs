@@ -132,7 +132,7 @@ impl GpuDecoder {
         let mut open: Vec<DispatchPlan> = Vec::new();
         for (item, (entry, dest)) in items.iter().enumerate() {
             if let Dest::Buffer(target) = dest {
-                check_target(entry, target)?;
+                check_target(target, plan::output_len(entry), wgpu::BufferUsages::STORAGE)?;
             }
             let target = match dest {
                 Dest::Buffer(t) => Some(t.buffer.clone()),
@@ -446,10 +446,19 @@ pub(crate) fn grid(groups: u64, max: u32) -> Result<(u32, u32)> {
     Ok((x as u32, y as u32))
 }
 
-fn check_target(entry: &CodedEntry, target: &OutputTarget) -> Result<()> {
-    let len = plan::output_len(entry);
-    if !target.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-        return Err(Error::invalid("GPU output buffer lacks STORAGE usage"));
+/// Checks that `target` has the `usage` flags, a u32-aligned offset and room for `len` bytes.
+pub(crate) fn check_target(
+    target: &OutputTarget,
+    len: u64,
+    usage: wgpu::BufferUsages,
+) -> Result<()> {
+    let missing = usage - target.buffer.usage();
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter_names().map(|(name, _)| name).collect();
+        return Err(Error::invalid(format!(
+            "GPU output buffer lacks {} usage",
+            names.join(" | ")
+        )));
     }
     if target.offset & 3 != 0 {
         return Err(Error::invalid(format!(

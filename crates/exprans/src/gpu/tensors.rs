@@ -7,7 +7,7 @@
 //! then submit it with the rest of its work and [`PendingDecode::finish`]), or one of the
 //! decoder's ([`GpuDecoder::decode_tensors_into`], [`GpuDecoder::decode_tensors`]).
 
-use super::batch::{Batch, BatchError, Dest};
+use super::batch::{check_target, Batch, BatchError, Dest};
 use super::decoder::{GpuDecoder, OutputTarget};
 use super::sync;
 use crate::archive::TensorIndex;
@@ -104,7 +104,10 @@ impl GpuDecoder {
         let mut readback_len = 0u64;
         for (t, stored, target) in items {
             let len = tensor_output_len(t);
-            check_target(target, len).map_err(|e| e.in_tensor(&t.name))?;
+            let usage = wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST;
+            check_target(target, len, usage).map_err(|e| e.in_tensor(&t.name))?;
             match open_stored(t, stored)? {
                 Stored::Raw(bytes) => raw.push((bytes, *target)),
                 Stored::Coded(entry) => {
@@ -226,37 +229,4 @@ impl GpuDecoder {
 /// Bytes a tensor's decoded values take in a GPU buffer: its bytes rounded up to a whole u32.
 pub fn tensor_output_len(t: &TensorIndex) -> u64 {
     t.bytes.next_multiple_of(4)
-}
-
-fn check_target(target: &OutputTarget, len: u64) -> Result<()> {
-    let usage = target.buffer.usage();
-    for (needed, name) in [
-        (wgpu::BufferUsages::STORAGE, "STORAGE"),
-        (wgpu::BufferUsages::COPY_SRC, "COPY_SRC"),
-        (wgpu::BufferUsages::COPY_DST, "COPY_DST"),
-    ] {
-        if !usage.contains(needed) {
-            return Err(Error::invalid(format!(
-                "GPU output buffer lacks {name} usage"
-            )));
-        }
-    }
-    if target.offset % 4 != 0 {
-        return Err(Error::invalid(format!(
-            "GPU output offset {} is not a multiple of 4",
-            target.offset
-        )));
-    }
-    if target
-        .offset
-        .checked_add(len)
-        .is_none_or(|end| end > target.buffer.size())
-    {
-        return Err(Error::invalid(format!(
-            "GPU output buffer of {} bytes cannot hold {len} bytes at offset {}",
-            target.buffer.size(),
-            target.offset
-        )));
-    }
-    Ok(())
 }
