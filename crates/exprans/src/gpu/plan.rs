@@ -91,7 +91,7 @@ pub(crate) struct Piece {
 /// let values: Vec<u8> = (0..4096u32)
 ///     .flat_map(|i| (0x3f80 + (i * 7919 % 97) as u16).to_le_bytes())
 ///     .collect();
-/// let opts = EncodeOptions { block_size: 1024, fast: false };
+/// let opts = EncodeOptions { block_size: 1024, ..EncodeOptions::default() };
 /// let (coded, _) = encode(PlaneLayout::Float16, &values, &opts)?;
 /// let bytes = coded.expect("compresses");
 /// let entry = CodedEntry::parse(&bytes, PlaneLayout::Float16, 4096)?;
