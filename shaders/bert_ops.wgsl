@@ -1,9 +1,9 @@
-// The non-matrix steps of a BERT encoder on the GPU (src/infer/bert.rs): LayerNorm of a sum,
+// The non-matrix steps of a BERT encoder on the GPU (crates/exprans-infer/src/bert.rs): LayerNorm of a sum,
 // self-attention, mean pooling with L2 normalization. The matrix steps are matvec_common.wgsl's.
 // Every reduction runs in a fixed order (no atomics), so results do not depend on timing.
 // Activations are [tokens][hidden] f32, row-major.
 
-// Mirrors `OpParams` in src/infer/bert.rs.
+// Mirrors `OpParams` in crates/exprans-infer/src/bert.rs.
 struct Op {
     tokens: u32,
     hidden: u32,

@@ -1,5 +1,5 @@
 // Shared part of every decode kernel: bindings and the job description. The host prepends the
-// format constants (src/params.rs, `wgsl_constants`) and the rANS lane (rans_lane.wgsl), and
+// format constants (crates/exprans/src/params.rs, `wgsl_constants`) and the rANS lane (rans_lane.wgsl), and
 // appends one kernel (decode16_portable.wgsl, decode16_subgroup.wgsl or decode32.wgsl).
 //
 // Vocabulary: a *job* decodes a run of whole blocks of one coded entry (a piece of it small enough

@@ -1,7 +1,7 @@
 // Shared part of the matrix kernels of exprans-infer: y = W x (+ bias, GELU) and row gathers,
 // over a 16-bit (BF16/F16) weight matrix W [rows, cols], row-major, as torch.nn.Linear stores it.
 //
-// The host prepends the format constants (exprans src/params.rs, `wgsl_constants`), the inference
+// The host prepends the format constants (crates/exprans/src/params.rs, `wgsl_constants`), the inference
 // constants (src/shaders.rs) and the rANS lane (rans_lane.wgsl), then this file, then ONE weight
 // source that defines (SEQUENTIAL_CURSOR, whether values must be read in lane order, is a
 // constant the host prepends per source)

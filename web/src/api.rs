@@ -7,13 +7,10 @@
 //! checksum is checked on what the GPU wrote (`GpuDecoder::decode_tensors_into`).
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
-use exprans::gpu::{self, DecoderOptions, GpuDecoder, OutputTarget};
+use exprans::gpu::{self, sync, DecoderOptions, GpuDecoder, OutputTarget};
 use exprans::{Archive, ArchiveTensor, Encoding, TensorIndex};
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -522,21 +519,6 @@ fn tensor_info(t: &ArchiveTensor) -> Object {
     ])
 }
 
-/// Runs `f` inside validation and out-of-memory error scopes (wgpu turns uncaptured errors into
-/// panics) and returns its value, or the captured error.
-async fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> T) -> Res<T> {
-    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let value = f();
-    let popped = [validation.pop(), oom.pop()];
-    for scope in popped {
-        if let Some(e) = scope.await {
-            return Err(format!("{what}: {e}"));
-        }
-    }
-    Ok(value)
-}
-
 /// Decodes one tensor from its stored bytes into a new buffer on the decoder's device, both
 /// checksums checked by the library's GPU tensor decode.
 async fn decode_to_buffer(
@@ -550,15 +532,18 @@ async fn decode_to_buffer(
         "tensor '{}': creating its GPU buffer",
         t.name.escape_debug()
     );
-    let buffer = scoped(device, &what, || {
+    let (buffer, errors) = sync::capture(device, what, || {
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&t.name),
             size: gpu::tensor_output_len(t).max(4),
             usage: usage | BASE_USAGE,
             mapped_at_creation: false,
         })
-    })
-    .await?;
+    });
+    if let Err(e) = errors.await {
+        buffer.destroy();
+        return Err(lib_error(e));
+    }
     let target = OutputTarget {
         buffer: &buffer,
         offset: 0,
@@ -580,43 +565,11 @@ async fn decode_to_host(gpu: &GpuDecoder, t: &TensorIndex, stored: &[u8]) -> Res
     Ok(out.remove(0))
 }
 
-/// A one-value channel for wgpu callbacks (single-threaded: wasm).
-struct Oneshot<T>(Rc<RefCell<(Option<T>, Option<Waker>)>>);
-
-impl<T> Oneshot<T> {
-    fn new() -> (impl FnOnce(T), Oneshot<T>) {
-        let slot = Rc::new(RefCell::new((None::<T>, None::<Waker>)));
-        let sender = slot.clone();
-        let send = move |value: T| {
-            let mut s = sender.borrow_mut();
-            s.0 = Some(value);
-            if let Some(waker) = s.1.take() {
-                waker.wake();
-            }
-        };
-        (send, Oneshot(slot))
-    }
-}
-
-impl<T> Future for Oneshot<T> {
-    type Output = T;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut s = self.0.borrow_mut();
-        match s.0.take() {
-            Some(v) => Poll::Ready(v),
-            None => {
-                s.1 = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
 /// Copies the first `len` bytes of `buffer` back to wasm memory.
 async fn read_buffer(gpu: &GpuDecoder, buffer: &wgpu::Buffer, len: u64) -> Res<Vec<u8>> {
     let size = align4(len).max(4);
     let device = gpu.device();
-    let readback = scoped(device, "reading a decoded buffer back", || {
+    let (readback, errors) = sync::capture(device, "reading a decoded buffer back", || {
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("exprans readback"),
             size,
@@ -627,23 +580,15 @@ async fn read_buffer(gpu: &GpuDecoder, buffer: &wgpu::Buffer, len: u64) -> Res<V
         encoder.copy_buffer_to_buffer(buffer, 0, &readback, 0, size);
         gpu.queue().submit([encoder.finish()]);
         readback
-    })
-    .await?;
-    let (send, mapped) = Oneshot::new();
-    readback.map_async(wgpu::MapMode::Read, .., send);
-    if let Err(e) = mapped.await {
-        readback.destroy();
-        return Err(format!("reading a decoded buffer back failed: {e}"));
-    }
-    let out = {
-        let view = readback
-            .get_mapped_range(..)
-            .map_err(|e| format!("reading a decoded buffer back failed: {e}"))?;
-        view.as_uint8array().subarray(0, len as u32).to_vec()
+    });
+    let read = match errors.await {
+        Ok(()) => sync::read(device, &readback).await,
+        Err(e) => Err(e),
     };
-    readback.unmap();
     readback.destroy();
-    Ok(out)
+    let mut bytes = read.map_err(lib_error)?;
+    bytes.truncate(len as usize);
+    Ok(bytes)
 }
 
 /// A typed array over a copy of `bytes`, of the element type of `dtype` (`Uint16Array` for

@@ -17,11 +17,11 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use exprans::gpu::{DecoderOptions, GpuDecoder};
-use exprans::params::ATTENTION_MAX_TOKENS;
+use exprans::gpu::GpuDecoder;
 use exprans_infer::bert::{self, BertConfig, GpuBert, GpuContext, WeightMode};
 use exprans_infer::checkpoint::Checkpoint;
 use exprans_infer::matvec::row_aligned_block_rows;
+use exprans_infer::shaders::ATTENTION_MAX_TOKENS;
 use exprans_infer::tokenizer::Tokenizer;
 use js_sys::{Array, Float32Array, Object, Uint32Array};
 use wasm_bindgen::prelude::*;
@@ -130,7 +130,7 @@ fn check_row_aligned(config: &BertConfig, checkpoint: &Checkpoint) -> Res<()> {
         let Some(entry) = checkpoint.coded_entry(&name).map_err(lib_error)? else {
             continue;
         };
-        let block = entry.header.block_size;
+        let block = entry.block_size();
         if row_aligned_block_rows(block, cols as u32).is_none() {
             return Err(format!(
                 "{ROW_ALIGNED_HINT}; this model's matrix '{name}' has blocks of {block} values,                  not whole rows of {cols}"
@@ -145,11 +145,9 @@ async fn context(decoder: &WebDecoder) -> Res<Rc<GpuContext>> {
     if let Some(c) = decoder.infer.borrow().as_ref() {
         return Ok(c.clone());
     }
-    let gpu = &decoder.gpu;
-    let own = GpuDecoder::from_device(gpu.device(), gpu.queue(), DecoderOptions::default())
-        .await
-        .map_err(lib_error)?;
-    let c = Rc::new(GpuContext::new(own).await.map_err(lib_error)?);
+    // The page's decoder, shared: one device, one set of compiled decode pipelines.
+    let shared = GpuDecoder::clone(&decoder.gpu);
+    let c = Rc::new(GpuContext::new(shared).await.map_err(lib_error)?);
     *decoder.infer.borrow_mut() = Some(c.clone());
     Ok(c)
 }

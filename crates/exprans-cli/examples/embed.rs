@@ -93,7 +93,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Never more than a forward pass takes (longer sentences are truncated, not refused).
     let max_tokens = max_tokens
         .min(config.max_positions)
-        .min(exprans::params::ATTENTION_MAX_TOKENS as usize);
+        .min(exprans_infer::shaders::ATTENTION_MAX_TOKENS as usize);
 
     // 2. The plain and the compressed checkpoint (one of them made here when not given).
     let original = Checkpoint::parse(&file)?;

@@ -488,19 +488,16 @@ fn corrupted_compressed_files_are_rejected() {
         .unwrap();
     let entry_start = coded.stored.start as usize;
     let stored = &good[entry_start..coded.stored.end as usize];
-    let entry = exprans::CodedEntry::parse(
-        stored,
-        exprans::planes::PlaneLayout::Float16,
-        coded.index.value_count(),
-    )
-    .unwrap();
-    let g = &entry.geometry;
+    let entry = exprans::CodedEntry::of_tensor(&coded.index, stored)
+        .unwrap()
+        .unwrap();
+    let sections = entry.sections();
 
     // A flipped bit anywhere in a stored tensor: table, directory, words, raw plane, verbatim.
     let spots = [
-        ("table", entry_start + g.tables_offset + 1),
-        ("directory", entry_start + g.directory_offset + 9),
-        ("words", entry_start + g.words_offset + 1000),
+        ("table", entry_start + sections.tables.start + 1),
+        ("directory", entry_start + sections.directory.start + 9),
+        ("words", entry_start + sections.words.start + 1000),
         ("entry header", entry_start + 9),
         ("verbatim tensor", raw.stored.start as usize + 3),
     ];
@@ -550,13 +547,10 @@ fn a_stream_damaged_behind_a_matching_checksum_is_still_caught() {
         .find(|t| t.index.bytes > 100_000)
         .unwrap();
     let mut stored = good[t.stored.start as usize..t.stored.end as usize].to_vec();
-    let entry = exprans::CodedEntry::parse(
-        &stored,
-        exprans::planes::PlaneLayout::Float16,
-        t.index.value_count(),
-    )
-    .unwrap();
-    let at = entry.geometry.words_offset + 4242;
+    let entry = exprans::CodedEntry::of_tensor(&t.index, &stored)
+        .unwrap()
+        .unwrap();
+    let at = entry.sections().words.start + 4242;
     stored[at] ^= 0x01;
     let mut index = t.index.clone();
     index.stored_crc32c = crc32c::crc32c(&stored);

@@ -88,7 +88,7 @@ fn corruption_is_caught_on_the_gpu_path() {
     let entry = exprans::CodedEntry::of_tensor(&t.index, &stored)
         .unwrap()
         .unwrap();
-    let at = entry.geometry.words_offset + 777;
+    let at = entry.sections().words.start + 777;
     stored[at] ^= 0x20;
     let mut index = t.index.clone();
     index.stored_crc32c = crc32c::crc32c(&stored);
@@ -194,6 +194,14 @@ fn bench_reports_gpu_and_cpu_figures() {
         ] {
             assert!(g[k].as_f64().unwrap() > 0.0, "{k}: {g}");
         }
-        assert!(g["decode_vs_copy_u32"].as_f64().unwrap() > 0.0);
+        let ratio = g["decode"].as_f64().unwrap() / g["copy_u32"].as_f64().unwrap();
+        assert!(
+            (g["decode_vs_copy_u32"].as_f64().unwrap() - ratio).abs() < 1e-9 * ratio,
+            "{g}"
+        );
+        // Every coded tensor of the sample decoded to the bytes of its checksum.
+        let coded = g["decoded_crc32c"].as_array().unwrap().len();
+        assert!(coded > 10, "{g}");
+        assert_eq!(g["checked_tensors"].as_u64(), Some(coded as u64), "{g}");
     }
 }

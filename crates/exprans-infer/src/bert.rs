@@ -28,9 +28,10 @@ use super::matvec::{
 use super::shaders::{Module, BERT_OPS_BINDINGS, OP_RESIDUAL};
 use exprans::gpu::sync as wait;
 use exprans::gpu::{tensor_output_len, GpuDecoder, OutputTarget};
-use exprans::params::ATTENTION_MAX_TOKENS;
 use exprans::TensorIndex;
 use exprans::{Error, Result};
+
+use crate::shaders::ATTENTION_MAX_TOKENS;
 
 /// The architecture numbers of a BERT encoder (from its `config.json`).
 #[derive(Clone, Debug, PartialEq)]
@@ -670,14 +671,17 @@ fn dtype16(name: &str, dtype: &str) -> Result<Dtype16> {
     })
 }
 
+/// A coded tensor still to decode on the GPU: its index, stored bytes and allocated plain buffer.
+type PendingTensor<'a> = (TensorIndex, &'a [u8], wgpu::Buffer);
+
 /// Loads the encoder's tensors onto the GPU as `mode` asks. Returns the weights and the coded
-/// tensors still to decode on the GPU, each with its (allocated) plain buffer.
+/// tensors still to decode on the GPU.
 fn load_weights<'a>(
     gpu: &GpuContext,
     config: &BertConfig,
     checkpoint: &Checkpoint<'a>,
     mode: WeightMode,
-) -> Result<(Weights, Vec<(TensorIndex, &'a [u8], wgpu::Buffer)>)> {
+) -> Result<(Weights, Vec<PendingTensor<'a>>)> {
     let device = gpu.device();
     let mut weights = Weights {
         matrices: HashMap::new(),

@@ -32,12 +32,11 @@ use wgpu::util::DeviceExt;
 use super::shaders::{
     Bind, Module, DTYPE_BF16, DTYPE_F16, MATVEC_BINDINGS, OP_ACCUMULATE, OP_BIAS, OP_GELU,
 };
-use exprans::codec::CodedEntry;
 use exprans::gpu::sync as wait;
 use exprans::gpu::{check_flags, PackedEntry, PackedParams};
-use exprans::params::MATVEC_MAX_BATCH;
-use exprans::planes::PlaneLayout;
-use exprans::{Error, Result};
+use exprans::{CodedEntry, Error, Result};
+
+use crate::shaders::MATVEC_MAX_BATCH;
 
 /// The 16-bit float types the kernels read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -177,7 +176,7 @@ impl GpuMatrix {
         cols: u32,
         entry: &CodedEntry,
     ) -> Result<GpuMatrix> {
-        if entry.header.layout != PlaneLayout::Float16 {
+        if entry.plane_count() != 2 {
             return Err(Error::invalid(format!(
                 "matrix '{name}': the fused kernel reads 16-bit values only"
             )));
@@ -188,18 +187,17 @@ impl GpuMatrix {
                 entry.value_count()
             )));
         }
-        let block_rows =
-            row_aligned_block_rows(entry.header.block_size, cols).ok_or_else(|| {
-                Error::invalid(format!(
-                    "matrix '{name}': blocks of {} values are not whole rows of {cols}; compress \
-                 with --rows-per-block",
-                    entry.header.block_size
-                ))
-            })?;
+        let block_rows = row_aligned_block_rows(entry.block_size(), cols).ok_or_else(|| {
+            Error::invalid(format!(
+                "matrix '{name}': blocks of {} values are not whole rows of {cols}; the \
+                     fused kernels need files compressed with whole rows per block",
+                entry.block_size()
+            ))
+        })?;
         check_shape(name, rows, cols, block_rows)?;
         // The whole matrix as one packed entry: the layout of shaders/rans_lane.wgsl.
-        let packed = PackedEntry::new(entry, 0..entry.geometry.block_count)
-            .map_err(|e| e.in_tensor(name))?;
+        let packed =
+            PackedEntry::new(entry, 0..entry.block_count()).map_err(|e| e.in_tensor(name))?;
         let coded = packed.params;
         let bytes = packed.bytes;
         Ok(GpuMatrix {
@@ -230,7 +228,7 @@ impl GpuMatrix {
 
     /// Rows per block: one workgroup handles one block (a coded matrix's blocks; for a plain one
     /// about 8192 values). Results do not depend on it: output `r` is the fixed-tree sum of the
-    /// [`exprans::params::LANES`] sums of the columns of each class `c mod LANES` of row `r`, each in column order
+    /// [`exprans::LANES`] sums of the columns of each class `c mod LANES` of row `r`, each in column order
     /// (shaders/matvec_common.wgsl).
     pub fn block_rows(&self) -> u32 {
         self.block_rows
@@ -357,12 +355,6 @@ impl MatrixKernels {
         });
         errors.await?;
         Ok(kernels)
-    }
-
-    /// Blocking [`MatrixKernels::new`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn new_blocking(device: &wgpu::Device) -> Result<MatrixKernels> {
-        pollster::block_on(Self::new(device))
     }
 
     /// Binds `op` on `matrix` to `buffers`.
@@ -523,34 +515,6 @@ impl MatrixKernels {
         let slots: [u32; 2] = bytemuck::pod_read_unaligned(flag);
         check_flags(slots, 0).map_err(|e| e.in_tensor(&matrix.name))?;
         Ok(bytemuck::pod_collect_to_vec(&y[..4 * outputs as usize]))
-    }
-
-    /// Blocking [`MatrixKernels::matvec`].
-    #[cfg(not(target_arch = "wasm32"))]
-    #[allow(clippy::too_many_arguments)]
-    pub fn matvec_blocking(
-        &self,
-        device: &wgpu::Device,
-        queue: &wgpu::Queue,
-        matrix: &GpuMatrix,
-        x: &[f32],
-        tokens: u32,
-        bias: Option<&[u8]>,
-        gelu: bool,
-    ) -> Result<Vec<f32>> {
-        pollster::block_on(self.matvec(device, queue, matrix, x, tokens, bias, gelu))
-    }
-
-    /// Blocking [`MatrixKernels::gather`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn gather_blocking(
-        &self,
-        device: &wgpu::Device,
-        queue: &wgpu::Queue,
-        matrix: &GpuMatrix,
-        ids: &[u32],
-    ) -> Result<Vec<f32>> {
-        pollster::block_on(self.gather(device, queue, matrix, ids))
     }
 }
 

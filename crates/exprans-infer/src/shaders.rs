@@ -1,6 +1,6 @@
 //! The WGSL modules of the inference kernels, assembled with the format constants.
 //!
-//! Every module is `params::wgsl_constants()`, then the inference constants of [`constants`], then
+//! Every module is [`exprans::gpu::wgsl_constants`], then the inference constants of [`constants`], then
 //! its files. The two matrix modules share `shaders/matvec_common.wgsl` (bindings, loops and
 //! reductions) and differ only in their weight source (`matvec_plain.wgsl`, `matvec_fused.wgsl`,
 //! which decodes with the core's rANS lane, `shaders/rans_lane.wgsl`).
@@ -11,7 +11,23 @@ use exprans::gpu::{WgslModule, RANS_LANE_WGSL};
 type File = (&'static str, &'static str);
 
 const RANS_LANE: File = ("rans_lane.wgsl", RANS_LANE_WGSL);
-use exprans::params::{wgsl_constants, ATTENTION_MAX_TOKENS, MATVEC_CHUNK_ROWS, MATVEC_MAX_BATCH};
+use exprans::gpu::wgsl_constants;
+use exprans::LANES;
+
+/// Most activation vectors one workgroup of the matrix kernels (`shaders/matvec_*.wgsl`)
+/// multiplies at once; more tokens are tiled over the dispatch's z axis.
+pub const MATVEC_MAX_BATCH: u32 = 8;
+
+/// Rows of a block whose per-lane partial sums the matrix kernels keep in workgroup memory
+/// before reducing them: `MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH * LANES` f32 (8 KiB), within
+/// WebGPU's default 16 KiB.
+pub const MATVEC_CHUNK_ROWS: u32 = 8;
+
+/// Most tokens the GPU attention kernel (`shaders/bert_ops.wgsl`) handles: its scores row lives
+/// in workgroup memory (2 KiB).
+pub const ATTENTION_MAX_TOKENS: u32 = 512;
+
+const _: () = assert!(MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH * LANES as u32 * 4 <= 16 * 1024);
 
 const HALF: File = (
     "half.wgsl",
@@ -100,7 +116,7 @@ pub(crate) const BERT_OPS_BINDINGS: [(u32, &str, Bind); 7] = [
 /// The inference constants as WGSL `const` declarations.
 pub fn constants() -> String {
     format!(
-        "// Generated from src/params.rs and src/infer/shaders.rs; do not edit.\n\
+        "// Generated from crates/exprans-infer/src/shaders.rs; do not edit.\n\
          const MATVEC_MAX_BATCH: u32 = {MATVEC_MAX_BATCH}u;\n\
          const MATVEC_CHUNK_ROWS: u32 = {MATVEC_CHUNK_ROWS}u;\n\
          const ATTENTION_MAX_TOKENS: u32 = {ATTENTION_MAX_TOKENS}u;\n\

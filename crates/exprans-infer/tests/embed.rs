@@ -9,7 +9,7 @@
 
 use exprans_testkit as common;
 
-use common::quiet_wayland;
+use common::open_gpu_or_skip;
 use std::path::{Path, PathBuf};
 
 use exprans::gpu::{DecoderOptions, GpuDecoder};
@@ -77,16 +77,21 @@ fn tokenizer_matches_hugging_face_tokenizers() {
     assert_eq!((long[0], long[255]), (101, 102));
 }
 
+/// The GPU context of the tests: the Vulkan adapter (lavapipe in CI).
+async fn gpu_context() -> exprans::Result<GpuContext> {
+    let decoder =
+        GpuDecoder::with_backends(wgpu::Backends::VULKAN, DecoderOptions::default()).await?;
+    GpuContext::new(decoder).await
+}
+
 #[test]
 fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
     let Some((dir, plain_file)) = model() else {
         return;
     };
-    if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("EXPRANS_SKIP_GPU_TESTS=1: skipping the GPU model test");
+    let Some(gpu) = open_gpu_or_skip(gpu_context) else {
         return;
-    }
-    quiet_wayland();
+    };
     let config =
         BertConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let t = tokenizer(&dir);
@@ -101,13 +106,6 @@ fn gpu_modes_are_bit_identical_and_match_the_cpu_reference() {
         assert!((r.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4);
     }
     assert!(cosine(&reference[0], &reference[1]) > cosine(&reference[0], &reference[2]) + 0.3);
-
-    let decoder = pollster::block_on(GpuDecoder::with_backends(
-        wgpu::Backends::VULKAN,
-        DecoderOptions::default(),
-    ))
-    .unwrap_or_else(|e| panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)"));
-    let gpu = pollster::block_on(GpuContext::new(decoder)).unwrap();
 
     // Default compression (both planes coded where it pays) and fast mode (sign/mantissa raw).
     let default = compress_row_aligned(&plain_file, 32, false).unwrap();
@@ -219,17 +217,7 @@ fn bad_shapes_and_token_ids_are_errors_not_panics() {
         ("encoder.layer.0.attention.self.key.bias", vec![1, 4]),
         ("encoder.layer.0.intermediate.dense.weight", vec![4, 4]),
     ];
-    let gpu = if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
-        None
-    } else {
-        quiet_wayland();
-        let decoder = pollster::block_on(GpuDecoder::with_backends(
-            wgpu::Backends::VULKAN,
-            DecoderOptions::default(),
-        ))
-        .unwrap_or_else(|e| panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)"));
-        Some(pollster::block_on(GpuContext::new(decoder)).unwrap())
-    };
+    let gpu = open_gpu_or_skip(gpu_context);
     if let Some(gpu) = &gpu {
         let mut bert =
             pollster::block_on(GpuBert::load(gpu, &config, &plain, WeightMode::Plain)).unwrap();

@@ -7,16 +7,16 @@
 //! The GPU tests fail when no Vulkan adapter exists (install one with
 //! `apt-get install -y mesa-vulkan-drivers`), unless `EXPRANS_SKIP_GPU_TESTS=1`.
 
-use exprans_testkit as common;
-
-use common::quiet_wayland;
 use std::sync::OnceLock;
 
-use exprans::codec::{self, CodedEntry, EncodeOptions, Geometry};
 use exprans::gpu::{DecoderOptions, GpuDecoder};
-use exprans::planes::PlaneLayout;
-use exprans::Error;
+use exprans::internals::{
+    encode, encode_with_mask, entry_geometry, parse_entry, Geometry, PlaneLayout,
+};
+use exprans::{CodedEntry, EncodeOptions, Error};
 use exprans_infer::matvec::{Dtype16, GpuMatrix, MatrixKernels};
+use exprans_testkit::{open_gpu_or_skip, Rng};
+use pollster::block_on;
 
 // ---------------------------------------------------------------------------------------------
 // Device
@@ -30,52 +30,19 @@ struct Gpu {
 fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
-        if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
-            eprintln!("EXPRANS_SKIP_GPU_TESTS=1: skipping GPU matvec tests");
-            return None;
-        }
-        quiet_wayland();
-        let decoder = pollster::block_on(GpuDecoder::with_backends(
-            wgpu::Backends::VULKAN,
-            DecoderOptions::default(),
-        ))
-        .unwrap_or_else(|e| {
-            // The message says how to install an adapter (mesa-vulkan-drivers).
-            panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)")
-        });
-        let kernels = MatrixKernels::new_blocking(decoder.device()).expect("kernels compile");
-        Some(Gpu { decoder, kernels })
+        open_gpu_or_skip(|| async {
+            let decoder =
+                GpuDecoder::with_backends(wgpu::Backends::VULKAN, DecoderOptions::default())
+                    .await?;
+            let kernels = MatrixKernels::new(decoder.device()).await?;
+            Ok::<_, Error>(Gpu { decoder, kernels })
+        })
     })
     .as_ref()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Test data
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    /// Weight-like values: roughly normal, scale 0.05, with some exact zeros and tiny values.
-    fn weight(&mut self) -> f32 {
-        match self.next() % 64 {
-            0 => 0.0,
-            1 => 1e-6 * self.uniform(),
-            _ => 0.05 * (0..4).map(|_| self.uniform()).sum::<f32>(),
-        }
-    }
-}
 
 fn to_bytes(dtype: Dtype16, values: &[f32]) -> Vec<u8> {
     values
@@ -97,7 +64,7 @@ fn from_bytes(dtype: Dtype16, bytes: &[u8]) -> Vec<f32> {
 /// A coded entry of `data` with exactly the planes of `mask` coded, even where coding does not
 /// pay (which `codec::encode` would refuse), following docs/FORMAT.md section 4.
 fn forced_entry(data: &[u8], block_size: u32, mask: u8) -> Vec<u8> {
-    exprans::codec::encode_with_mask(PlaneLayout::Float16, data, block_size, mask).unwrap()
+    encode_with_mask(PlaneLayout::Float16, data, block_size, mask).unwrap()
 }
 
 /// Block size of `rows_per_block` rows of `cols` (doubled when odd), as the compressor picks it.
@@ -126,7 +93,7 @@ struct Case {
 
 impl Case {
     fn parse(&self) -> CodedEntry<'_> {
-        CodedEntry::parse(
+        parse_entry(
             &self.entry,
             PlaneLayout::Float16,
             (self.rows * self.cols) as u64,
@@ -147,8 +114,10 @@ impl Case {
 
     fn run(&self, gpu: &Gpu, m: &GpuMatrix, x: &[f32], tokens: u32) -> Result<Vec<f32>, Error> {
         let (d, q) = (gpu.decoder.device(), gpu.decoder.queue());
-        gpu.kernels
-            .matvec_blocking(d, q, m, x, tokens, self.bias.as_deref(), self.gelu)
+        block_on(
+            gpu.kernels
+                .matvec(d, q, m, x, tokens, self.bias.as_deref(), self.gelu),
+        )
     }
 
     /// CPU reference in f64, and for each output the sum of |products| (the rounding scale).
@@ -185,7 +154,7 @@ fn case(
     mask: u8,
     seed: u64,
 ) -> Case {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     let values: Vec<f32> = (0..rows * cols).map(|_| rng.weight()).collect();
     let data = to_bytes(dtype, &values);
     let block_size = row_block_size(rows, cols, rows_per_block);
@@ -204,7 +173,7 @@ fn case(
 /// Runs `c` fused and plain on `tokens` random vectors: the two must agree bit for bit, and both
 /// must match the f64 reference within f32 rounding.
 fn check(gpu: &Gpu, c: &Case, tokens: u32, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     let x: Vec<f32> = (0..tokens as usize * c.cols)
         .map(|_| rng.uniform())
         .collect();
@@ -276,7 +245,7 @@ fn bias_and_gelu_epilogue() {
     let Some(gpu) = gpu() else { return };
     for dtype in [Dtype16::Bf16, Dtype16::F16] {
         let mut c = case(dtype, 37, 129, 2, 0b11, 11);
-        let mut rng = Rng(12);
+        let mut rng = Rng::seeded(12);
         let bias: Vec<f32> = (0..c.rows).map(|_| rng.uniform()).collect();
         c.bias = Some(to_bytes(dtype, &bias));
         c.gelu = true;
@@ -292,7 +261,7 @@ fn entries_of_the_real_encoder_default_and_fast() {
         (Dtype16::Bf16, true, 1536, 384),
         (Dtype16::F16, false, 384, 384),
     ] {
-        let mut rng = Rng(rows as u64 + fast as u64);
+        let mut rng = Rng::seeded(rows as u64 + fast as u64);
         let values: Vec<f32> = (0..rows * cols).map(|_| rng.weight()).collect();
         let data = to_bytes(dtype, &values);
         let opts = EncodeOptions {
@@ -300,7 +269,7 @@ fn entries_of_the_real_encoder_default_and_fast() {
             fast,
             ..EncodeOptions::default()
         };
-        let entry = codec::encode(PlaneLayout::Float16, &data, &opts)
+        let entry = encode(PlaneLayout::Float16, &data, &opts)
             .unwrap()
             .0
             .expect("weights compress");
@@ -328,7 +297,7 @@ fn gather_rows_returns_the_rows_exactly() {
         let (d, q) = (gpu.decoder.device(), gpu.decoder.queue());
         let w = from_bytes(dtype, &c.data);
         for m in [&fused, &plain] {
-            let rows = gpu.kernels.gather_blocking(d, q, m, &ids).unwrap();
+            let rows = block_on(gpu.kernels.gather(d, q, m, &ids)).unwrap();
             for (t, &id) in ids.iter().enumerate() {
                 let want = &w[id as usize * c.cols..][..c.cols];
                 let got = &rows[t * c.cols..][..c.cols];
@@ -341,10 +310,7 @@ fn gather_rows_returns_the_rows_exactly() {
                 );
             }
         }
-        let err = gpu
-            .kernels
-            .gather_blocking(d, q, &fused, &[37])
-            .unwrap_err();
+        let err = block_on(gpu.kernels.gather(d, q, &fused, &[37])).unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "{err}");
     }
 }
@@ -374,11 +340,12 @@ fn damaged_streams_are_reported() {
         let mut c = case(Dtype16::Bf16, rows, cols, 4, 0b11, 31);
         let (g, words) = {
             let e = c.parse();
-            (e.geometry.clone(), e.header.words_count as usize)
+            let g = entry_geometry(&e).clone();
+            let words = e.size_breakdown().words / 2;
+            (g, words)
         };
         damage(&mut c.entry, &g, words);
-        let Ok(entry) = CodedEntry::parse(&c.entry, PlaneLayout::Float16, (rows * cols) as u64)
-        else {
+        let Ok(entry) = parse_entry(&c.entry, PlaneLayout::Float16, (rows * cols) as u64) else {
             panic!("{what}: should still parse")
         };
         let device = gpu.decoder.device();
@@ -395,10 +362,7 @@ fn damaged_streams_are_reported() {
         // Gathering every row decodes every block, the damaged one too.
         let all_rows: Vec<u32> = (0..rows as u32).collect();
         let (d, q) = (device, gpu.decoder.queue());
-        let err = gpu
-            .kernels
-            .gather_blocking(d, q, &fused, &all_rows)
-            .unwrap_err();
+        let err = block_on(gpu.kernels.gather(d, q, &fused, &all_rows)).unwrap_err();
         assert_eq!(err.kind(), exprans::ErrorKind::Corrupt, "{what}: {err}");
     }
 }
@@ -406,14 +370,14 @@ fn damaged_streams_are_reported() {
 #[test]
 fn unaligned_blocks_are_refused() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(41);
+    let mut rng = Rng::seeded(41);
     let values: Vec<f32> = (0..40 * 30).map(|_| rng.weight()).collect();
     let data = to_bytes(Dtype16::Bf16, &values);
     let entry = forced_entry(&data, 64, 0b01);
-    let entry = CodedEntry::parse(&entry, PlaneLayout::Float16, 1200).unwrap();
+    let entry = parse_entry(&entry, PlaneLayout::Float16, 1200).unwrap();
     let err =
         GpuMatrix::fused(gpu.decoder.device(), "w", Dtype16::Bf16, 40, 30, &entry).unwrap_err();
-    assert!(err.to_string().contains("--rows-per-block"), "{err}");
+    assert!(err.to_string().contains("whole rows per block"), "{err}");
 }
 
 #[test]
@@ -423,15 +387,17 @@ fn bias_of_the_wrong_length_is_refused() {
     let m = GpuMatrix::plain(d, "w", Dtype16::Bf16, 3, 4, &[0; 2 * 3 * 4]).unwrap();
     for len in [0, 4, 8] {
         let bias = vec![0u8; len];
-        let err = gpu
-            .kernels
-            .matvec_blocking(d, q, &m, &[1.0; 4], 1, Some(&bias), false)
-            .unwrap_err();
+        let err = block_on(
+            gpu.kernels
+                .matvec(d, q, &m, &[1.0; 4], 1, Some(&bias), false),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bias"), "{len}: {err}");
     }
-    let y = gpu
-        .kernels
-        .matvec_blocking(d, q, &m, &[1.0; 4], 1, Some(&[0; 6]), false)
-        .unwrap();
+    let y = block_on(
+        gpu.kernels
+            .matvec(d, q, &m, &[1.0; 4], 1, Some(&[0; 6]), false),
+    )
+    .unwrap();
     assert_eq!(y, vec![0.0; 3]);
 }

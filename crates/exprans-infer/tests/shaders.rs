@@ -1,10 +1,11 @@
 //! Every WGSL module, the decoder's (exprans::gpu) and the inference kernels', assembled exactly
 //! as it is compiled: the inference modules validate, stay within WebGPU's default limits and
 //! translate to every backend language; and every file of shaders/ is part of some module and
-//! defines no constant of its own (they come from Rust: `params::wgsl_constants()`,
+//! defines no constant of its own (they come from Rust: `exprans::gpu::wgsl_constants()`,
 //! `exprans_infer::shaders::constants()`).
 
-use exprans::params::{MAX_BLOCK_SIZE, PROB_SCALE, RANS_L};
+use exprans::internals::{PROB_SCALE, RANS_L};
+use exprans::MAX_BLOCK_SIZE;
 use exprans_testkit::wgsl;
 
 #[test]
@@ -53,7 +54,7 @@ fn every_shader_file_is_used_and_defines_no_constants_of_its_own() {
             let valued_override = line.starts_with("override ") && line.contains('=');
             assert!(
                 !line.starts_with("const ") && !valued_override,
-                "{file}: constants come from Rust (params::wgsl_constants(), \
+                "{file}: constants come from Rust (exprans::gpu::wgsl_constants(), \
                  exprans_infer::shaders::constants()), not the .wgsl files: {line}"
             );
         }

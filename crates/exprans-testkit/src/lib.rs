@@ -11,6 +11,13 @@ use std::process::Command;
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// A generator for any seed (xorshift's state must not be 0: the seed is mixed first).
+    pub fn seeded(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
+    }
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -23,6 +30,18 @@ impl Rng {
             .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
             .sum();
         (s - 2.0) * scale
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    /// Weight-like values: roughly normal, scale 0.05, with some exact zeros and tiny values.
+    pub fn weight(&mut self) -> f32 {
+        match self.next_u64() % 64 {
+            0 => 0.0,
+            1 => 1e-6 * self.uniform(),
+            _ => 0.05 * (0..4).map(|_| self.uniform()).sum::<f32>(),
+        }
     }
 }
 
@@ -274,6 +293,22 @@ pub fn gpu_tests_enabled() -> bool {
         return false;
     }
     true
+}
+
+/// The GPU for a test binary: `None` (after a `SKIPPED:` line) with EXPRANS_SKIP_GPU_TESTS=1,
+/// else what `open` resolves to. Failing to open one panics: on a machine meant to run the GPU
+/// tests a missing adapter is a failure (its message says how to install lavapipe).
+pub fn open_gpu_or_skip<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    open: impl FnOnce() -> F,
+) -> Option<T> {
+    if !gpu_tests_enabled() {
+        return None;
+    }
+    quiet_wayland();
+    match pollster::block_on(open()) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)"),
+    }
 }
 
 /// Silences libwayland's warning about a missing XDG_RUNTIME_DIR (GPU tests on the GL backend).

@@ -211,6 +211,7 @@ pub fn encode(
 /// Encodes with exactly the planes of `coded_mask` coded (bit `p` = plane `p`), whether or not that
 /// pays: for tests and tools that need a particular plane choice. `block_size` as in
 /// [`EncodeOptions`]. Fails on an empty tensor or a mask that is zero or names a missing plane.
+#[cfg(any(test, feature = "internals"))]
 pub fn encode_with_mask(
     layout: PlaneLayout,
     data: &[u8],
@@ -652,13 +653,27 @@ impl EntryHeader {
 #[derive(Clone, Debug)]
 pub struct CodedEntry<'a> {
     /// The parsed header.
-    pub header: EntryHeader,
+    pub(crate) header: EntryHeader,
     /// Section offsets.
-    pub geometry: Geometry,
+    pub(crate) geometry: Geometry,
     /// Frequency table of each coded plane, in plane order.
-    pub tables: Vec<FreqTable>,
+    pub(crate) tables: Vec<FreqTable>,
     /// The whole entry.
-    pub bytes: &'a [u8],
+    pub(crate) bytes: &'a [u8],
+}
+
+/// Where the sections of a coded entry lie, as byte ranges of its stored bytes
+/// (docs/FORMAT.md section 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntrySections {
+    /// The serialized frequency tables of the coded planes.
+    pub tables: std::ops::Range<usize>,
+    /// The lane directory: initial state and first word of every lane of every block.
+    pub directory: std::ops::Range<usize>,
+    /// The 16-bit rANS words.
+    pub words: std::ops::Range<usize>,
+    /// Each plane stored raw, in plane order (`None` for a coded plane).
+    pub raw_planes: Vec<Option<std::ops::Range<usize>>>,
 }
 
 /// One lane's directory record, with its word range resolved.
@@ -674,7 +689,11 @@ pub struct LaneRecord {
 
 impl<'a> CodedEntry<'a> {
     /// Parses and validates a coded entry that must hold `value_count` values of `layout`.
-    pub fn parse(bytes: &'a [u8], layout: PlaneLayout, value_count: u64) -> Result<CodedEntry<'a>> {
+    pub(crate) fn parse(
+        bytes: &'a [u8],
+        layout: PlaneLayout,
+        value_count: u64,
+    ) -> Result<CodedEntry<'a>> {
         let header = EntryHeader::parse(bytes)?;
         if header.layout != layout {
             return Err(Error::corrupt(
@@ -756,28 +775,61 @@ impl<'a> CodedEntry<'a> {
         self.header.value_count as usize
     }
 
+    /// Byte planes of a value: 2 for BF16/F16, 4 for F32.
+    pub fn plane_count(&self) -> usize {
+        self.header.layout.plane_count()
+    }
+
+    /// Whether plane `plane` (0: the high byte, the exponent's) is rANS coded; `false` for a
+    /// plane stored raw or past [`CodedEntry::plane_count`].
+    pub fn plane_is_coded(&self, plane: usize) -> bool {
+        plane < self.plane_count() && self.header.coded_mask & (1 << plane) != 0
+    }
+
+    /// Values per block (the last block may hold fewer).
+    pub fn block_size(&self) -> u32 {
+        self.header.block_size
+    }
+
+    /// Number of blocks.
+    pub fn block_count(&self) -> usize {
+        self.geometry.block_count
+    }
+
+    /// The byte ranges of the entry's sections.
+    pub fn sections(&self) -> EntrySections {
+        let g = &self.geometry;
+        let n = self.value_count();
+        EntrySections {
+            tables: g.tables_offset..g.tables_offset + self.header.tables_len as usize,
+            directory: g.directory_offset..g.words_offset,
+            words: g.words_offset..g.words_offset + 2 * self.header.words_count as usize,
+            raw_planes: g.raw_offsets.iter().map(|o| o.map(|o| o..o + n)).collect(),
+        }
+    }
+
     /// Bytes of the decoded values (`value_count` times the value size).
     pub fn decoded_len(&self) -> usize {
         self.value_count() * self.header.layout.value_bytes()
     }
 
     /// The raw lane directory bytes (`block_count * LANES` records of state, first word).
-    pub fn directory_bytes(&self) -> &'a [u8] {
+    pub(crate) fn directory_bytes(&self) -> &'a [u8] {
         &self.bytes[self.geometry.directory_offset..self.geometry.words_offset]
     }
 
     /// The word section as little-endian bytes.
-    pub fn word_bytes(&self) -> &'a [u8] {
+    pub(crate) fn word_bytes(&self) -> &'a [u8] {
         &self.bytes[self.geometry.words_offset..][..2 * self.header.words_count as usize]
     }
 
     /// Raw bytes of plane `p`, or `None` when it is coded.
-    pub fn raw_plane(&self, p: usize) -> Option<&'a [u8]> {
+    pub(crate) fn raw_plane(&self, p: usize) -> Option<&'a [u8]> {
         self.geometry.raw_offsets[p].map(|o| &self.bytes[o..][..self.value_count()])
     }
 
     /// Directory record of lane `lane` of block `block`.
-    pub fn lane(&self, block: usize, lane: usize) -> LaneRecord {
+    pub(crate) fn lane(&self, block: usize, lane: usize) -> LaneRecord {
         let dir = self.directory_bytes();
         let i = block * LANES + lane;
         let rec = &dir[i * LANE_RECORD_LEN..][..LANE_RECORD_LEN];
@@ -799,7 +851,7 @@ impl<'a> CodedEntry<'a> {
     }
 
     /// Decode tables (see `rans::decode_table`) of the coded planes, in plane order.
-    pub fn decode_tables(&self) -> Vec<Vec<rans::PackedSlot>> {
+    pub(crate) fn decode_tables(&self) -> Vec<Vec<rans::PackedSlot>> {
         self.tables.iter().map(rans::decode_table).collect()
     }
 

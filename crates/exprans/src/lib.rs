@@ -38,23 +38,21 @@
 //! ```
 //!
 //! Cargo features: `gpu` (the [`gpu`] module, wgpu) and `parallel` (rayon), both on by default.
-//! Without them the crate needs no GPU stack and no thread pool.
+//! Without them the crate needs no GPU stack and no thread pool. `internals` (off by default)
+//! exposes codec internals to the workspace's own tests and is not part of the API.
 
 #![warn(missing_docs)]
 
 mod archive;
-#[doc(hidden)]
-pub mod codec;
+mod codec;
 pub mod conformance;
 mod convert;
 mod cpu;
 mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
-#[doc(hidden)]
-pub mod params;
-#[doc(hidden)]
-pub mod planes;
+mod params;
+mod planes;
 mod rans;
 pub mod safetensors;
 mod source_header;
@@ -64,7 +62,7 @@ mod tests;
 mod writer;
 
 pub use archive::{Archive, ArchiveTensor, Encoding, TensorIndex, FORMAT_NAME, FORMAT_VERSION};
-pub use codec::{CodedEntry, EncodeOptions, SizeBreakdown};
+pub use codec::{CodedEntry, EncodeOptions, EntrySections, SizeBreakdown};
 pub use convert::{
     compress, compress_into, decompress, decompress_into, verify, Mismatch, ProgressFn,
     TensorDecoder,
@@ -74,3 +72,34 @@ pub use error::{Error, ErrorKind, Result};
 pub use params::{DEFAULT_BLOCK_SIZE, LANES, MAX_BLOCK_SIZE};
 pub use tensor::CpuDecoder;
 pub use writer::ArchiveWriter;
+
+/// Codec internals for the workspace's tests and benchmarks (cargo feature `internals`): the
+/// entry encoder with a forced plane mask, entry parsing by layout, section offsets and the
+/// format constants. Not part of the API: it changes with the format.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::codec::{encode, encode_with_mask, EntryHeader, Geometry};
+    pub use crate::params::{PROB_BITS, PROB_SCALE, RANS_L};
+    pub use crate::planes::PlaneLayout;
+    use crate::{CodedEntry, Result};
+
+    /// Parses and validates a coded entry of `value_count` values of `layout`.
+    pub fn parse_entry(
+        bytes: &[u8],
+        layout: PlaneLayout,
+        value_count: u64,
+    ) -> Result<CodedEntry<'_>> {
+        CodedEntry::parse(bytes, layout, value_count)
+    }
+
+    /// The section offsets of a parsed entry.
+    pub fn entry_geometry<'e>(entry: &'e CodedEntry<'_>) -> &'e Geometry {
+        &entry.geometry
+    }
+
+    /// The fixed header of a parsed entry.
+    pub fn entry_header(entry: &CodedEntry<'_>) -> EntryHeader {
+        entry.header
+    }
+}

@@ -48,9 +48,10 @@ const _: () = assert!(GPU_WORKGROUP_SIZE.is_power_of_two() && GPU_WORKGROUP_SIZE
 const _: () = assert!(GPU_WORKGROUP_SIZE as usize / LANES * LANES == GPU_WORKGROUP_SIZE as usize);
 
 /// The format constants as WGSL `const` declarations, prepended to every shader.
+#[cfg(feature = "gpu")]
 pub fn wgsl_constants() -> String {
     format!(
-        "// Generated from src/params.rs; do not edit.\n\
+        "// Generated from crates/exprans/src/params.rs; do not edit.\n\
          const LANES: u32 = {LANES}u;\n\
          const PROB_BITS: u32 = {PROB_BITS}u;\n\
          const PROB_MASK: u32 = {mask}u;\n\
@@ -69,18 +70,3 @@ pub fn wgsl_constants() -> String {
 pub const fn align_up(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
-
-/// Most activation vectors one workgroup of the fused decode+matvec kernels multiplies at once
-/// (`src/infer/`, `shaders/matvec_*.wgsl`); more tokens are tiled over the dispatch's z axis.
-pub const MATVEC_MAX_BATCH: u32 = 8;
-
-/// Rows of a block whose per-lane partial sums the matvec kernels keep in workgroup memory before
-/// reducing them: `MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH * LANES` f32 (8 KiB), within WebGPU's
-/// default 16 KiB.
-pub const MATVEC_CHUNK_ROWS: u32 = 8;
-
-/// Most tokens the GPU attention kernel (`shaders/bert_ops.wgsl`) handles: its scores row lives
-/// in workgroup memory (2 KiB).
-pub const ATTENTION_MAX_TOKENS: u32 = 512;
-
-const _: () = assert!(MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH * LANES as u32 * 4 <= 16 * 1024);

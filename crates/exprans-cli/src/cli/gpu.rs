@@ -209,17 +209,28 @@ pub fn selftest(all_adapters: bool, json: bool) -> Result<()> {
 /// GPU decode benchmark of the coded tensors of an exprans file, all in one batch.
 pub fn bench(packed: &[u8], archive: &Archive, repeat: usize) -> Result<serde_json::Value> {
     let decoder = pollster::block_on(GpuDecoder::new_default(DecoderOptions::default()))?;
-    let entries: Vec<CodedEntry> = archive
-        .tensors
-        .iter()
-        .map(|t| CodedEntry::of_tensor(&t.index, t.stored_in(packed)?))
-        .filter_map(Result::transpose)
-        .collect::<Result<_>>()?;
+    let mut coded = Vec::new();
+    let mut entries: Vec<CodedEntry> = Vec::new();
+    for t in &archive.tensors {
+        if let Some(entry) = CodedEntry::of_tensor(&t.index, t.stored_in(packed)?)? {
+            coded.push(&t.index);
+            entries.push(entry);
+        }
+    }
     let refs: Vec<&CodedEntry> = entries.iter().collect();
     let report = pollster::block_on(decoder.bench(&refs, repeat as u32))?;
+    for (index, crc) in coded.iter().zip(&report.decoded_crc32c) {
+        if *crc != index.decoded_crc32c {
+            return Err(
+                Error::corrupt("the GPU benchmark decoded wrong bytes").in_tensor(&index.name)
+            );
+        }
+    }
     let mut value = serde_json::to_value(&report).expect("serializable");
     value["adapter"] = serde_json::to_value(decoder.adapter()).expect("serializable");
     value["decode_vs_copy_u32"] = report.decode_vs_copy_u32().into();
     value["decode_vs_copy_vec4"] = report.decode_vs_copy_vec4().into();
+    // Each coded tensor's decoded bytes matched its checksum.
+    value["checked_tensors"] = coded.len().into();
     Ok(value)
 }

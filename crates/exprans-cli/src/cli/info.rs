@@ -103,14 +103,8 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
                 totals.word_bytes += b.words as u64;
                 totals.raw_plane_bytes += b.raw as u64;
                 totals.entry_header_and_padding_bytes += b.header_and_padding as u64;
-                let planes: String = (0..entry.header.layout.plane_count())
-                    .map(|p| {
-                        if entry.raw_plane(p).is_some() {
-                            'R'
-                        } else {
-                            'C'
-                        }
-                    })
+                let planes: String = (0..entry.plane_count())
+                    .map(|p| if entry.plane_is_coded(p) { 'C' } else { 'R' })
                     .collect();
                 let coded_entropy: f64 = planes
                     .chars()
@@ -119,7 +113,7 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
                     .map(|(_, h)| h * values as f64 / 8.0)
                     .sum();
                 totals.coding_loss_bytes += b.words as f64 - coded_entropy;
-                (planes, Some(entry.header.block_size))
+                (planes, Some(entry.block_size()))
             }
         };
         rows.push(TensorRow {

@@ -41,6 +41,10 @@ pub struct BenchReport {
     pub upload_decode_read_back: f64,
     /// Upload the uncompressed values into GPU buffers (what decoding on the GPU replaces).
     pub upload_uncompressed: f64,
+    /// CRC-32C of each entry's decoded values as the read-back path returned them (callers
+    /// compare them with the tensors' decoded checksums: a fast decode of wrong bytes is no
+    /// result).
+    pub decoded_crc32c: Vec<u32>,
 }
 
 impl BenchReport {
@@ -155,6 +159,7 @@ async fn bench(
         sync::wait(device)?;
         upload.push(start.elapsed().as_secs_f64());
     }
+    let decoded_crc32c = values.iter().map(|v| crc32c::crc32c(v)).collect();
     drop(values);
 
     let rate = |mut secs: Vec<f64>| {
@@ -173,6 +178,7 @@ async fn bench(
         upload_and_decode: rate(to_gpu),
         upload_decode_read_back: rate(to_host),
         upload_uncompressed: rate(upload),
+        decoded_crc32c,
     })
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::adapter::{self, AdapterSummary};
 use super::batch::Dest;
@@ -67,8 +67,9 @@ pub fn output_len(entry: &CodedEntry) -> u64 {
 
 /// A GPU decoder of coded entries, bound to one device. The shader modules are compiled at
 /// construction, one pipeline per plane layout and coded-plane combination on first use; all are
-/// reused, and decoding only creates per-call buffers.
-#[derive(Debug)]
+/// reused, and decoding only creates per-call buffers. Cloning is cheap: clones share the device
+/// and the compiled pipelines.
+#[derive(Clone, Debug)]
 pub struct GpuDecoder {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -79,7 +80,7 @@ pub struct GpuDecoder {
     decode16: wgpu::ShaderModule,
     decode32: wgpu::ShaderModule,
     /// One pipeline per plane layout and coded-plane mask, compiled on first use.
-    pipelines: Mutex<HashMap<(PlaneLayout, u8), wgpu::ComputePipeline>>,
+    pipelines: Arc<Mutex<HashMap<(PlaneLayout, u8), wgpu::ComputePipeline>>>,
     /// Largest binding (and buffer) a batch uses, u32-aligned.
     pub(super) max_binding: u64,
     /// Alignment of a binding offset into a caller's buffer (storage and uniform: the buffer may
@@ -184,7 +185,7 @@ impl GpuDecoder {
             pipeline_layout,
             decode16,
             decode32,
-            pipelines: Mutex::default(),
+            pipelines: Arc::default(),
             max_binding: binding_limit,
             binding_align: limits
                 .min_storage_buffer_offset_alignment

@@ -54,6 +54,7 @@ mod shaders;
 pub mod sync;
 mod tensors;
 
+pub use crate::params::wgsl_constants;
 pub use adapter::{all_adapters, list_adapters, AdapterSummary};
 #[cfg(not(target_arch = "wasm32"))]
 pub use bench::BenchReport;

@@ -80,21 +80,25 @@ pub(crate) struct Piece {
 /// may share one buffer: pack each at its own u32 `base`), passes the [`PackedParams`] to the
 /// lane library as `entry`, and gives each packed entry two u32 error slots, read with
 /// [`check_flags`]. Value, block and lane indices in the kernel are relative to the first packed
-/// block. The entry's directory must have been checked (as [`CodedEntry::parse`] does): the
+/// block. The entry's directory must have been checked (as every [`CodedEntry`] is): the
 /// kernels trust that each lane's word range lies inside the words.
 ///
 /// ```
 /// # fn main() -> exprans::Result<()> {
-/// use exprans::codec::{encode, CodedEntry, EncodeOptions};
 /// use exprans::gpu::PackedEntry;
-/// use exprans::planes::PlaneLayout;
+/// use exprans::{Archive, CodedEntry, EncodeOptions};
 /// let values: Vec<u8> = (0..4096u32)
 ///     .flat_map(|i| (0x3f80 + (i * 7919 % 97) as u16).to_le_bytes())
 ///     .collect();
+/// let header = r#"{"w":{"dtype":"BF16","shape":[4096],"data_offsets":[0,8192]}}"#;
+/// let mut file = (header.len() as u64).to_le_bytes().to_vec();
+/// file.extend_from_slice(header.as_bytes());
+/// file.extend_from_slice(&values);
 /// let opts = EncodeOptions { block_size: 1024, ..EncodeOptions::default() };
-/// let (coded, _) = encode(PlaneLayout::Float16, &values, &opts)?;
-/// let bytes = coded.expect("compresses");
-/// let entry = CodedEntry::parse(&bytes, PlaneLayout::Float16, 4096)?;
+/// let packed_file = exprans::compress(&file, &opts)?;
+/// let archive = Archive::from_bytes(&packed_file)?;
+/// let t = &archive.tensors[0];
+/// let entry = CodedEntry::of_tensor(&t.index, t.stored_in(&packed_file)?)?.expect("coded");
 /// // Blocks 1 and 2: values 1024..3072 of the entry, value 0 of the packed entry being 1024.
 /// let packed = PackedEntry::new(&entry, 1..3)?;
 /// assert_eq!(packed.params.block_count, 2);
@@ -131,21 +135,6 @@ impl PackedEntry {
     /// non-empty range of its blocks).
     pub fn packed_len(entry: &CodedEntry, blocks: Range<usize>) -> u64 {
         Piece::of(entry, blocks.start, blocks.end).input_len(entry)
-    }
-
-    /// Packs blocks `blocks` of `entry` through `write(byte offset, bytes)`, offsets from the
-    /// start of [`PackedEntry::packed_len`] bytes that must be zeroed; the parameters' indices
-    /// are counted from u32 `base` (where those bytes start in the bound buffer). `tables` are
-    /// the entry's [`CodedEntry::decode_tables`].
-    pub fn write(
-        entry: &CodedEntry,
-        tables: &[Vec<u32>],
-        blocks: Range<usize>,
-        base: u32,
-        write: impl FnMut(u64, &[u8]),
-    ) -> Result<PackedParams> {
-        let piece = Piece::checked(entry, blocks)?;
-        Ok(pack_piece(entry, tables, &piece, base, write))
     }
 }
 
@@ -290,7 +279,7 @@ pub(crate) fn split(entry: &CodedEntry, max_input: u64, max_output: u64) -> Resu
     Ok(pieces)
 }
 
-/// Packs the input of job `piece` (see [`PackedEntry::write`]) and returns the job's parameters;
+/// Packs the input of job `piece` (see [`PackedEntry::new`]) and returns the job's parameters;
 /// `first_group`, `out_base` and `flag_index` are left 0 for the caller.
 pub(crate) fn pack(
     entry: &CodedEntry,

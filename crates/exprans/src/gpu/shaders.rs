@@ -1,6 +1,6 @@
 //! The WGSL kernels of `shaders/`, assembled with the format constants.
 //!
-//! Every module is `params::wgsl_constants()` followed by its files, so the shaders never spell a
+//! Every module is [`wgsl_constants`](crate::gpu::wgsl_constants) followed by its files, so the shaders never spell a
 //! format constant themselves. The decode modules are the rANS lane (`rans_lane.wgsl`, shared with
 //! the fused matrix kernels of exprans-infer), the decode bindings (`decode_common.wgsl`) and one
 //! kernel.

@@ -20,7 +20,12 @@ pub type Errors = Pin<Box<dyn Future<Output = Result<()>>>>;
 ///
 /// The scopes are pushed and popped here, around synchronous code only: wgpu's scope stack is
 /// thread-local, and its guard must not live across an `.await`.
-pub fn capture<T>(device: &wgpu::Device, what: &'static str, f: impl FnOnce() -> T) -> (T, Errors) {
+pub fn capture<T>(
+    device: &wgpu::Device,
+    what: impl Into<String>,
+    f: impl FnOnce() -> T,
+) -> (T, Errors) {
+    let what = what.into();
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
@@ -29,7 +34,7 @@ pub fn capture<T>(device: &wgpu::Device, what: &'static str, f: impl FnOnce() ->
     let errors = async move {
         for scope in popped {
             if let Some(e) = scope.await {
-                return Err(gpu_error(what, e));
+                return Err(gpu_error(&what, e));
             }
         }
         Ok(())

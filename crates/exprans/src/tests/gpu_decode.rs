@@ -6,7 +6,7 @@
 
 use exprans_testkit as common;
 
-use common::quiet_wayland;
+use common::open_gpu_or_skip;
 use std::sync::OnceLock;
 
 use crate::codec::{encode, CodedEntry, EncodeOptions, EntryHeader};
@@ -29,17 +29,12 @@ fn decoders() -> &'static [(String, GpuDecoder)] {
 }
 
 fn open_decoders() -> Decoders {
-    quiet_wayland();
-    if std::env::var("EXPRANS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("EXPRANS_SKIP_GPU_TESTS=1: skipping GPU decode tests");
+    let Some(vulkan) = open_gpu_or_skip(|| {
+        GpuDecoder::with_backends(wgpu::Backends::VULKAN, DecoderOptions::default())
+    }) else {
         return Decoders { all: Vec::new() };
-    }
+    };
     let mut all = Vec::new();
-    let vulkan = GpuDecoder::with_backends(wgpu::Backends::VULKAN, DecoderOptions::default());
-    let vulkan = pollster::block_on(vulkan).unwrap_or_else(|e| {
-        // A missing adapter's message says how to install one (mesa-vulkan-drivers).
-        panic!("{e}\n(set EXPRANS_SKIP_GPU_TESTS=1 to skip the GPU tests)")
-    });
     let adapter = vulkan.adapter().expect("opened by the decoder").clone();
     if adapter.subgroups {
         assert_eq!(vulkan.path(), KernelPath::Subgroup);
@@ -671,6 +666,15 @@ fn bench_reports_decode_and_copy_rates() {
         );
         let bytes: usize = cases.iter().map(|c| c.expected.len()).sum();
         assert_eq!(report.decoded_bytes, bytes as u64);
+        let want: Vec<u32> = cases.iter().map(|c| crc32c::crc32c(&c.expected)).collect();
+        assert_eq!(
+            report.decoded_crc32c, want,
+            "{name}: the benchmark decoded wrong bytes"
+        );
+        assert!(
+            report.copy_vec4 > 0.0
+                && (report.decode_vs_copy_u32() - report.decode / report.copy_u32).abs() < 1e-12
+        );
         for rate in [
             report.decode,
             report.copy_u32,
