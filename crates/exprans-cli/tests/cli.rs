@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
+mod support;
+
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -526,7 +528,12 @@ fn corrupted_compressed_files_are_rejected() {
     let at = text.find("\"exprans.version\":\"1\"").unwrap() + "\"exprans.version\":\"".len();
     let mut bad = good.clone();
     bad[at] = b'7';
-    expect_rejected(dir.path(), "version.xr", &bad, "version 7 is not supported");
+    expect_rejected(
+        dir.path(),
+        "version.xr",
+        &bad,
+        "version '7' is not supported",
+    );
     let at =
         text.find("\"exprans.header_crc32c\":\"").unwrap() + "\"exprans.header_crc32c\":\"".len();
     let mut bad = good.clone();
@@ -541,19 +548,8 @@ fn a_stream_damaged_behind_a_matching_checksum_is_still_caught() {
     let dir = tmp();
     let (_, good) = sample_compressed(dir.path());
     let archive = exprans::Archive::from_bytes(&good).unwrap();
-    let t = archive
-        .tensors
-        .iter()
-        .find(|t| t.index.bytes > 100_000)
-        .unwrap();
-    let mut stored = good[t.stored.start as usize..t.stored.end as usize].to_vec();
-    let entry = exprans::CodedEntry::of_tensor(&t.index, &stored)
-        .unwrap()
-        .unwrap();
-    let at = entry.sections().words.start + 4242;
-    stored[at] ^= 0x01;
-    let mut index = t.index.clone();
-    index.stored_crc32c = crc32c::crc32c(&stored);
+    let t = support::largest_coded(&archive);
+    let (index, stored) = support::damaged_behind_its_checksum(&good, t, 4242, 0);
     for decoder in [
         exprans::CpuDecoder::Reference,
         exprans::CpuDecoder::Fast { parallel: true },

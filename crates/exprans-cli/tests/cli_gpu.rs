@@ -7,6 +7,8 @@ use exprans_testkit as common;
 
 use common::*;
 
+mod support;
+
 #[test]
 fn decompress_and_verify_on_the_gpu() {
     if !gpu_tests_enabled() {
@@ -66,11 +68,7 @@ fn corruption_is_caught_on_the_gpu_path() {
     ok(cli!("compress", sample(), "-o", packed));
     let good = std::fs::read(&packed).unwrap();
     let archive = exprans::Archive::from_bytes(&good).unwrap();
-    let t = archive
-        .tensors
-        .iter()
-        .find(|t| t.index.bytes > 100_000)
-        .unwrap();
+    let t = support::largest_coded(&archive);
 
     // A flipped bit: the stored checksum fails before anything is uploaded.
     let mut bad = good.clone();
@@ -84,14 +82,7 @@ fn corruption_is_caught_on_the_gpu_path() {
     );
 
     // The same damage behind a recomputed checksum: the GPU's end-of-lane check reports it.
-    let mut stored = good[t.stored.start as usize..t.stored.end as usize].to_vec();
-    let entry = exprans::CodedEntry::of_tensor(&t.index, &stored)
-        .unwrap()
-        .unwrap();
-    let at = entry.sections().words.start + 777;
-    stored[at] ^= 0x20;
-    let mut index = t.index.clone();
-    index.stored_crc32c = crc32c::crc32c(&stored);
+    let (index, stored) = support::damaged_behind_its_checksum(&good, t, 777, 5);
     let gpu =
         pollster::block_on(exprans::gpu::GpuDecoder::new_default(Default::default())).unwrap();
     let err = pollster::block_on(gpu.decode_tensors(&[(&index, &stored)]))

@@ -208,7 +208,6 @@ mod tests {
     use super::*;
     use crate::bert::OpParams;
     use crate::matvec::MatvecParams;
-    use exprans::gpu::PackedParams;
     use exprans_testkit::rust_layout;
     use exprans_testkit::wgsl::{self, Access};
 
@@ -232,18 +231,6 @@ mod tests {
     /// size), and every bound variable is where the bind group layout puts it.
     #[test]
     fn mirrored_structs_and_bindings_match_the_rust_side() {
-        let packed = rust_layout!(
-            PackedParams,
-            value_count,
-            block_count,
-            block_size,
-            coded_mask,
-            dir_base,
-            word_base,
-            word_origin,
-            pad,
-            plane_base
-        );
         let matvec = rust_layout!(
             MatvecParams,
             rows,
@@ -265,7 +252,7 @@ mod tests {
             match module {
                 Module::MatvecPlain | Module::MatvecFused => {
                     let layout = |name| wgsl::struct_layout(&naga_module, name);
-                    assert_eq!(layout("PackedEntry"), Some(packed.clone()), "{}", m.name);
+                    // `PackedEntry` is rans_lane.wgsl's, checked against the packer in exprans.
                     assert_eq!(layout("Matvec"), Some(matvec.clone()), "{}", m.name);
                     assert_eq!(bound, expected(&MATVEC_BINDINGS), "{}", m.name);
                 }

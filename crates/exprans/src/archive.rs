@@ -184,7 +184,9 @@ impl Archive {
         let version = get(KEY_VERSION)?;
         if version != FORMAT_VERSION {
             return Err(Error::invalid(format!(
-                "exprans format version {version} is not supported (this build reads version {FORMAT_VERSION})"
+                "exprans format version {} is not supported (this build reads version \
+                 {FORMAT_VERSION})",
+                crate::error::quote(version)
             )));
         }
         let (index_json, source_json) = (get(KEY_INDEX)?, get(KEY_SOURCE)?);
@@ -204,7 +206,7 @@ impl Archive {
 
         // The original header must describe exactly the indexed tensors, in the same order.
         let sources: Vec<SourceTensor> = index.iter().map(TensorIndex::source).collect();
-        let source_header = source.render(&sources);
+        let source_header = source.render(&sources)?;
         let source_file_len = index
             .iter()
             .try_fold(8 + source_header.len() as u64, |acc, t| {
@@ -213,6 +215,13 @@ impl Archive {
             .ok_or_else(|| Error::corrupt("tensor sizes overflow"))?;
         let original = Header::parse(source_header.as_bytes(), source_file_len)
             .map_err(|e| Error::corrupt(format!("stored original header: {e}")))?;
+        if original.tensors.len() != index.len() {
+            return Err(Error::corrupt(format!(
+                "the stored original header lists {} tensors, the index {}",
+                original.tensors.len(),
+                index.len()
+            )));
+        }
         let data_start = header.data_start();
         let mut tensors = Vec::with_capacity(index.len());
         for ((t, (_, entry)), (src_name, src)) in index

@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::safetensors::Header;
+use crate::safetensors::{Header, MAX_HEADER_LEN};
+use crate::{Error, Result};
 
 /// One tensor as the original header lists it (data order).
 #[derive(Clone, Copy, Debug)]
@@ -71,17 +72,18 @@ impl SourceHeader {
                 metadata_position,
                 padding,
             };
-            if candidate.render(&tensors) == original {
+            if candidate.render(&tensors).is_ok_and(|r| r == original) {
                 return candidate;
             }
         }
         SourceHeader::Verbatim(original.to_string())
     }
 
-    /// The original header JSON.
-    pub fn render(&self, tensors: &[SourceTensor]) -> String {
+    /// The original header JSON. Fails, before allocating it, when it would exceed the
+    /// safetensors header limit ([`MAX_HEADER_LEN`]): `padding` comes from the file.
+    pub fn render(&self, tensors: &[SourceTensor]) -> Result<String> {
         let (metadata, metadata_position, padding) = match self {
-            SourceHeader::Verbatim(text) => return text.clone(),
+            SourceHeader::Verbatim(text) => return Ok(text.clone()),
             SourceHeader::Canonical {
                 metadata,
                 metadata_position,
@@ -109,7 +111,14 @@ impl SourceHeader {
             );
         }
         let mut out = format!("{{{}}}", keys.join(","));
+        let room = (MAX_HEADER_LEN as usize).saturating_sub(out.len());
+        if padding > room {
+            return Err(Error::corrupt(format!(
+                "the original-header record pads the header with {padding} spaces, past the \
+                 {MAX_HEADER_LEN}-byte header limit"
+            )));
+        }
         out.extend(std::iter::repeat_n(' ', padding));
-        out
+        Ok(out)
     }
 }

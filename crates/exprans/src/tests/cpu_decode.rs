@@ -10,24 +10,7 @@ use crate::params::{LANES, RANS_L};
 use crate::planes::PlaneLayout;
 use crate::rans::{self, FreqTable};
 
-/// Deterministic xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Roughly normal (sum of uniforms).
-    fn normal(&mut self, scale: f32) -> f32 {
-        let s: f32 = (0..4)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
-            .sum();
-        (s - 2.0) * scale
-    }
-}
+use exprans_testkit::Rng;
 
 #[derive(Clone, Copy, Debug)]
 enum Dtype {
@@ -87,7 +70,7 @@ fn specials(dtype: Dtype, n: usize, seed: u64) -> Vec<u8> {
     ];
     dtype.bytes((0..n).map(|i| {
         if i % 3 == 0 {
-            special[(rng.next() % special.len() as u64) as usize]
+            special[(rng.next_u64() % special.len() as u64) as usize]
         } else {
             rng.normal(0.05)
         }
@@ -97,7 +80,7 @@ fn specials(dtype: Dtype, n: usize, seed: u64) -> Vec<u8> {
 fn random_bits(dtype: Dtype, n: usize, seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed | 1);
     let len = n * dtype.layout().value_bytes();
-    (0..len).map(|_| (rng.next() >> 32) as u8).collect()
+    (0..len).map(|_| (rng.next_u64() >> 32) as u8).collect()
 }
 
 fn histogram(plane: &[u8]) -> [u64; 256] {
@@ -470,19 +453,20 @@ fn check_flips(layout: PlaneLayout, data: &[u8], mask: u8, block_size: u32, seed
         words.clone().collect()
     } else {
         (0..400)
-            .map(|_| words.start + (rng.next() % words.len() as u64) as usize)
+            .map(|_| words.start + (rng.next_u64() % words.len() as u64) as usize)
             .collect()
     };
     targets.extend([words.start, words.end.saturating_sub(1)]);
-    targets
-        .extend((0..40).map(|_| directory.start + (rng.next() % directory.len() as u64) as usize));
+    targets.extend(
+        (0..40).map(|_| directory.start + (rng.next_u64() % directory.len() as u64) as usize),
+    );
     let mut failures = 0;
     for &at in &targets {
         if at >= entry.len() {
             continue;
         }
         let mut bad = entry.clone();
-        bad[at] ^= 1 << (rng.next() % 8);
+        bad[at] ^= 1 << (rng.next_u64() % 8);
         let what = format!("{layout:?} mask={mask:#b} flip at {at}");
         if decode_all(&bad, layout, n, &what).is_none() {
             failures += 1;
@@ -549,7 +533,7 @@ mod props {
             let mut rng = Rng(seed | 1);
             (0..n)
                 .flat_map(|_| {
-                    let r = rng.next();
+                    let r = rng.next_u64();
                     let v = if skewed {
                         let exp = 0x3c00 + ((r >> 60) as u16 % 5) * 0x80;
                         exp | (r as u16 & 0x807f)

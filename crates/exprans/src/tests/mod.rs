@@ -4,5 +4,6 @@
 
 mod cpu_decode;
 mod gpu_decode;
+mod hostile;
 mod rans_props;
 mod robustness;
