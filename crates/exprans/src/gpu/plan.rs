@@ -190,6 +190,7 @@ impl Piece {
 
     /// [`Piece::of`], checking the range and that its words are u32-addressable.
     fn checked(entry: &CodedEntry, blocks: Range<usize>) -> Result<Piece> {
+        check_lane_steps(entry)?;
         if blocks.is_empty() || blocks.end > entry.geometry.block_count {
             return Err(Error::invalid(format!(
                 "blocks {blocks:?} are not a non-empty range of the entry's {} blocks",
@@ -244,7 +245,29 @@ impl Piece {
 
 /// The pieces of `entry`: consecutive, covering every block, each with an input of at most
 /// `max_input` bytes and an output of at most `max_output` bytes.
+/// Most values one lane of a GPU kernel decodes: one loop iteration each. Mesa's lavapipe and
+/// llvmpipe stop a shader after 65,535 loop iterations of an invocation (splitting the loop into
+/// several loops, nested or one after the other, does not help), and real drivers have
+/// watchdogs; blocks of up to 2^20 values (32,768 per lane) stay well inside.
+pub(crate) const MAX_LANE_STEPS: usize = 1 << 15;
+
+/// Refuses entries whose lanes are longer than the kernels may loop ([`MAX_LANE_STEPS`]), with
+/// the reason, instead of letting a driver cut the loop short and report corrupt data.
+fn check_lane_steps(entry: &CodedEntry) -> Result<()> {
+    let block = (entry.header.block_size as usize).min(entry.value_count());
+    if block.div_ceil(LANES) > MAX_LANE_STEPS {
+        return Err(Error::Unsupported(format!(
+            "blocks of {block} values are too long for the GPU kernels (at most {} values per \
+             block, {MAX_LANE_STEPS} per lane: drivers stop longer shader loops); decode this \
+             file on the CPU, or recompress it with smaller blocks",
+            MAX_LANE_STEPS * LANES
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn split(entry: &CodedEntry, max_input: u64, max_output: u64) -> Result<Vec<Piece>> {
+    check_lane_steps(entry)?;
     let block = entry.header.block_size as usize;
     let blocks = entry.geometry.block_count;
     let piece = |first_block: usize, end_block: usize| Piece::of(entry, first_block, end_block);

@@ -367,6 +367,40 @@ fn every_coded_plane_combination_and_block_size() {
     check_all(&cases);
 }
 
+/// Lanes longer than a driver lets a shader loop (Mesa stops an invocation after 65,535 loop
+/// iterations: blocks of 2^21 values and more) are refused as unsupported, not reported as
+/// corrupt data (issue 10, defect 4); blocks of 2^20 values decode.
+#[test]
+fn lanes_longer_than_drivers_loop_are_refused_and_2_pow_20_blocks_decode() {
+    if decoders().is_empty() {
+        eprintln!("skipped (EXPRANS_SKIP_GPU_TESTS=1)");
+        return;
+    }
+    let layout = PlaneLayout::Float16;
+    let n = (1 << 21) + 5;
+    let data = special_values(layout, n, 21);
+    for block in [1u32 << 21, crate::MAX_BLOCK_SIZE] {
+        let case = Case::new(
+            format!("block {block}"),
+            layout,
+            encoded(layout, &data, block, false),
+            &data,
+        );
+        let entry = case.parse();
+        for (name, decoder) in decoders() {
+            let err = pollster::block_on(decoder.decode_entries(&[&entry])).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Unsupported, "{name}: {err}");
+            assert!(
+                err.to_string().contains("too long for the GPU kernels"),
+                "{name}: {err}"
+            );
+        }
+    }
+    let data = &data[..2 * ((1 << 20) + 7)];
+    let entry = encoded(layout, data, 1 << 20, false);
+    check_all(&[Case::new("block 2^20", layout, entry, data)]);
+}
+
 /// Weight-like values (roughly normal, scale 0.02) as BF16, F16 and F32, with each dtype's
 /// infinities, NaNs, subnormals and signed zeros mixed in.
 #[test]
