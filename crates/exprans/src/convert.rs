@@ -58,10 +58,19 @@ pub const BATCH_BYTES: u64 = 64 << 20;
 /// Splits `sizes` into ranges of consecutive items of at most [`BATCH_BYTES`] in all (a larger
 /// item alone).
 fn batches(sizes: impl IntoIterator<Item = u64>) -> Vec<std::ops::Range<usize>> {
+    groups(sizes, BATCH_BYTES)
+}
+
+/// Splits `sizes` into ranges of consecutive items of at most `budget` in all (a larger item
+/// alone); none for no items.
+pub(crate) fn groups(
+    sizes: impl IntoIterator<Item = u64>,
+    budget: u64,
+) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes, mut n) = (0, 0u64, 0);
     for size in sizes {
-        if n > start && bytes + size > BATCH_BYTES {
+        if n > start && bytes + size > budget {
             out.push(start..n);
             (start, bytes) = (n, 0);
         }

@@ -12,7 +12,7 @@ use super::decoder::{GpuDecoder, KernelPath, OutputTarget};
 use super::plan::{self, JobParams, Piece};
 use super::sync;
 use crate::codec::CodedEntry;
-use crate::params::{GPU_WORKGROUP_SIZE, LANES};
+use crate::params::{GPU_WORKGROUP_SIZE, LANES, PROB_SCALE};
 use crate::planes::PlaneLayout;
 use crate::{Error, Result};
 
@@ -99,6 +99,24 @@ impl Drop for Batch {
 }
 
 const JOB_LEN: u64 = std::mem::size_of::<JobParams>() as u64;
+
+/// Most bytes one submission of [`GpuDecoder::run_batch`] allocates for its items, counted by
+/// [`submission_cost`].
+pub(crate) const SUBMISSION_BYTES: u64 = 256 << 20;
+
+/// Bytes an item costs a submission: its packed input (tables, directory, words, raw planes),
+/// its host decode tables, and its output when read back to the host (twice: the GPU's staging
+/// copy and the host's).
+fn submission_cost(entry: &CodedEntry, dest: &Dest) -> u64 {
+    let input = plan::PackedEntry::packed_len(entry, 0..entry.geometry.block_count);
+    let tables = (entry.header.coded_count() * PROB_SCALE as usize * 4) as u64;
+    let output = match dest {
+        Dest::Host => 2 * plan::output_len(entry),
+        Dest::Buffer(_) => 0,
+    };
+    input + tables + output
+}
+
 const STORAGE_SRC: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 const READBACK: wgpu::BufferUsages =
@@ -110,11 +128,35 @@ impl GpuDecoder {
         Ok(self.run_batch(items).await?)
     }
 
-    /// [`GpuDecoder::run`], with the failing item of the batch.
+    /// [`GpuDecoder::run`], with the failing item of the batch. Items are submitted in groups
+    /// of at most [`SUBMISSION_BYTES`] of GPU input, output and host tables (an item larger
+    /// than that alone), so that many small tensors cannot make one batch allocate without
+    /// bound: each coded plane brings a 16 KiB decode table whatever the tensor's size.
     pub(crate) async fn run_batch(
         &self,
         items: &[(&CodedEntry<'_>, Dest<'_>)],
     ) -> std::result::Result<Vec<Vec<u8>>, BatchError> {
+        let costs = items
+            .iter()
+            .map(|(entry, dest)| submission_cost(entry, dest));
+        let mut out = Vec::with_capacity(items.len());
+        for group in crate::convert::groups(costs, SUBMISSION_BYTES) {
+            let first = group.start;
+            out.extend(self.submit_group(&items[group], first).await?);
+        }
+        Ok(out)
+    }
+
+    /// One submission of `items` (item `first` of the caller's batch onwards).
+    async fn submit_group(
+        &self,
+        items: &[(&CodedEntry<'_>, Dest<'_>)],
+        first: usize,
+    ) -> std::result::Result<Vec<Vec<u8>>, BatchError> {
+        let offset = |mut e: BatchError| {
+            e.item = e.item.map(|i| i + first);
+            e
+        };
         let (batch, errors) = sync::capture(self.device(), "decoding on the GPU", || {
             let batch = self.prepare(items)?;
             let mut encoder = self.device().create_command_encoder(&Default::default());
@@ -123,7 +165,7 @@ impl GpuDecoder {
             Ok::<_, Error>(batch)
         });
         errors.await?;
-        batch?.finish(self.device()).await
+        batch?.finish(self.device()).await.map_err(offset)
     }
 
     /// Groups the jobs of every item into dispatches within the binding limit.
