@@ -56,9 +56,9 @@ mod tensors;
 
 pub use crate::params::wgsl_constants;
 pub use adapter::{all_adapters, list_adapters, AdapterSummary};
-#[cfg(not(target_arch = "wasm32"))]
 #[cfg(test)]
 pub(crate) use batch::SUBMISSION_BYTES;
+#[cfg(not(target_arch = "wasm32"))]
 pub use bench::BenchReport;
 pub use decoder::{output_len, DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
 pub use plan::{check_flags, PackedEntry, PackedParams};
