@@ -66,6 +66,8 @@ fn models_dir() -> PathBuf {
 }
 
 fn main() {
+    // No libwayland "error:" line when wgpu probes the GL backend.
+    let _runtime_dir = exprans::gpu::private_runtime_dir();
     if let Err(e) = run(Args::parse()) {
         eprintln!("embed: error: {e}");
         std::process::exit(1);

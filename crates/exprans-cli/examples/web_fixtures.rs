@@ -50,6 +50,8 @@ use serde_json::{json, Value};
 const SPLIT_BINDING: u64 = 256 * 1024;
 
 fn main() {
+    // No libwayland "error:" line when wgpu probes the GL backend.
+    let _runtime_dir = exprans::gpu::private_runtime_dir();
     if let Err(e) = run() {
         eprintln!("web_fixtures: {e}");
         std::process::exit(1);

@@ -142,7 +142,8 @@ pub enum Device {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _runtime_dir = private_runtime_dir();
+    // Keeps libwayland quiet when wgpu probes the GL backend.
+    let _runtime_dir = exprans::gpu::private_runtime_dir();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,21 +152,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Without `XDG_RUNTIME_DIR`, probing wgpu's GL backend makes libwayland print an error line
-/// (harmless: no window is ever opened). Give this process a private one, removed at exit.
-fn private_runtime_dir() -> Option<tempfile::TempDir> {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return None;
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("exprans-xdg-")
-        .tempdir()
-        .ok()?;
-    // Set before any thread starts; tempfile creates the folder with mode 0700.
-    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
-    Some(dir)
 }
 
 fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {

@@ -11,6 +11,8 @@ use exprans::gpu::{DecoderOptions, GpuDecoder};
 use exprans::{Archive, CpuDecoder, EncodeOptions, Result};
 
 fn main() {
+    // No libwayland "error:" line when wgpu probes the GL backend.
+    let _runtime_dir = exprans::gpu::private_runtime_dir();
     if let Err(e) = run() {
         eprintln!("quickstart: error: {e}");
         std::process::exit(1);

@@ -50,6 +50,8 @@ mod batch;
 mod bench;
 mod decoder;
 mod plan;
+#[cfg(not(target_arch = "wasm32"))]
+mod runtime_dir;
 mod shaders;
 pub mod sync;
 mod tensors;
@@ -62,5 +64,7 @@ pub(crate) use batch::SUBMISSION_BYTES;
 pub use bench::BenchReport;
 pub use decoder::{output_len, DecoderOptions, GpuDecoder, KernelPath, OutputTarget};
 pub use plan::{check_flags, PackedEntry, PackedParams};
+#[cfg(not(target_arch = "wasm32"))]
+pub use runtime_dir::{private_runtime_dir, RuntimeDir};
 pub use shaders::{wgsl_modules, WgslModule, RANS_LANE_WGSL};
 pub use tensors::{tensor_output_len, PendingDecode};
