@@ -140,12 +140,20 @@ fn matvec(
         for (var rr = 0u; rr < chunk; rr++) {
             let row_start = (r0 + rr) * mv.cols;
             var acc = array<f32, MATVEC_MAX_BATCH>();
-            for (; v < row_start + mv.cols; v += LANES) {
-                let w = weight_f32(next_weight(&cursor, block_start + v));
-                let c = v - row_start;
-                for (var b = 0u; b < MATVEC_MAX_BATCH; b++) {
-                    if (b < batch) {
-                        acc[b] = fma(w, x[(t0 + b) * mv.cols + c], acc[b]);
+            if (batch == 1u) {
+                // One vector (a decode step): the same fma sequence as acc[0] below.
+                for (; v < row_start + mv.cols; v += LANES) {
+                    let w = weight_f32(next_weight(&cursor, block_start + v));
+                    acc[0] = fma(w, x[t0 * mv.cols + v - row_start], acc[0]);
+                }
+            } else {
+                for (; v < row_start + mv.cols; v += LANES) {
+                    let w = weight_f32(next_weight(&cursor, block_start + v));
+                    let c = v - row_start;
+                    for (var b = 0u; b < MATVEC_MAX_BATCH; b++) {
+                        if (b < batch) {
+                            acc[b] = fma(w, x[(t0 + b) * mv.cols + c], acc[b]);
+                        }
                     }
                 }
             }

@@ -23,12 +23,11 @@ use std::collections::HashMap;
 
 use super::checkpoint::{Checkpoint, TensorInfo};
 use super::matvec::{
-    self, buffer, entry, CallBuffers, Dtype16, GpuMatrix, MatrixCall, MatrixKernels, MatrixOp,
+    self, buffer, CallBuffers, Dtype16, MatrixCall, MatrixOp,
 };
-use super::shaders::{Module, BERT_OPS_BINDINGS, OP_RESIDUAL};
+use super::shaders::{Module, OP_RESIDUAL};
+use crate::ops::{OpBuffers, OpCall, OpKernels};
 use exprans::gpu::sync as wait;
-use exprans::gpu::{tensor_output_len, GpuDecoder, OutputTarget};
-use exprans::TensorIndex;
 use exprans::{Error, Result};
 
 use crate::shaders::ATTENTION_MAX_TOKENS;
@@ -206,18 +205,7 @@ pub struct CpuBert {
     tensors: HashMap<String, Vec<f32>>,
 }
 
-/// A tensor's values as f32 (BF16, F16 or F32).
-fn values_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
-    if dtype == "F32" {
-        return Ok(bytemuck::pod_collect_to_vec(bytes));
-    }
-    let t = Dtype16::from_safetensors(dtype)
-        .ok_or_else(|| Error::invalid(format!("tensor '{name}': dtype {dtype} is not a float")))?;
-    Ok(bytes
-        .chunks_exact(2)
-        .map(|v| t.to_f32(u16::from_le_bytes([v[0], v[1]])))
-        .collect())
-}
+use crate::checkpoint::values_f32;
 
 impl CpuBert {
     /// Reads the encoder's tensors from `checkpoint` (compressed ones are decoded on the CPU).
@@ -391,41 +379,8 @@ pub fn erf(x: f64) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // GPU
 
-/// How [`GpuBert`] holds its weights on the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WeightMode {
-    /// Uncompressed values, uploaded as they are (decoded on the CPU from a compressed file).
-    Plain,
-    /// The compressed entries decoded once on the GPU ([`GpuDecoder`]) into plain buffers.
-    Decoded,
-    /// Compressed matrices decoded inside the matrix kernels at every use; vectors (biases,
-    /// LayerNorm) decoded once as in `Decoded`.
-    Fused,
-}
-
-impl WeightMode {
-    /// Every mode.
-    pub const ALL: [WeightMode; 3] = [WeightMode::Plain, WeightMode::Decoded, WeightMode::Fused];
-
-    /// `plain`, `decoded` or `fused`.
-    pub fn name(self) -> &'static str {
-        match self {
-            WeightMode::Plain => "plain",
-            WeightMode::Decoded => "decoded",
-            WeightMode::Fused => "fused",
-        }
-    }
-
-    /// The mode named `name`.
-    pub fn from_name(name: &str) -> Option<WeightMode> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// Whether the mode needs a compressed checkpoint.
-    pub fn needs_compressed(self) -> bool {
-        self != WeightMode::Plain
-    }
-}
+pub use crate::weights::WeightMode;
+use crate::weights::Weights;
 
 /// Uniform parameters of one non-matrix step; mirrors `struct Op` in shaders/bert_ops.wgsl.
 #[repr(C)]
@@ -441,177 +396,54 @@ pub(crate) struct OpParams {
     pub(crate) pad: u32,
 }
 
-/// The non-matrix steps' kernels (shaders/bert_ops.wgsl).
-#[derive(Clone, Debug)]
-struct OpKernels {
-    layout: wgpu::BindGroupLayout,
-    layer_norm: wgpu::ComputePipeline,
-    attention: wgpu::ComputePipeline,
-    mean_pool: wgpu::ComputePipeline,
-    dummy: wgpu::Buffer,
-}
-
+/// The BERT steps of shaders/bert_ops.wgsl, in the order of its entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum OpKind {
-    LayerNorm,
-    Attention,
-    MeanPool,
+    LayerNorm = 0,
+    Attention = 1,
+    MeanPool = 2,
 }
 
-/// One bound non-matrix step.
+/// One bound BERT step and its kind (which sets its grid).
 #[derive(Clone, Debug)]
-struct OpCall {
+struct BertOp {
     kind: OpKind,
-    params: OpParams,
-    uniform: wgpu::Buffer,
-    bind_group: wgpu::BindGroup,
-    pipeline: wgpu::ComputePipeline,
+    call: OpCall<OpParams>,
 }
 
-/// The buffers of an [`OpCall`]: inputs `a`, `b`, `c`, LayerNorm `gamma`, `beta`, output.
-#[derive(Default)]
-struct OpBuffers<'a> {
-    a: Option<&'a wgpu::Buffer>,
-    b: Option<&'a wgpu::Buffer>,
-    c: Option<&'a wgpu::Buffer>,
-    gamma: Option<&'a wgpu::Buffer>,
-    beta: Option<&'a wgpu::Buffer>,
-    out: Option<&'a wgpu::Buffer>,
-}
-
-impl OpKernels {
-    fn new(device: &wgpu::Device) -> OpKernels {
-        let layout = matvec::storage_layout(device, "exprans bert ops", &BERT_OPS_BINDINGS);
-        let shader = Module::BertOps.create(device);
-        OpKernels {
-            layer_norm: matvec::pipeline(device, &layout, &shader, "layer_norm"),
-            attention: matvec::pipeline(device, &layout, &shader, "attention"),
-            mean_pool: matvec::pipeline(device, &layout, &shader, "mean_pool"),
-            dummy: buffer(
-                device,
-                "exprans unused binding",
-                16,
-                wgpu::BufferUsages::STORAGE,
-            ),
-            layout,
-        }
-    }
-
-    fn call(
-        &self,
-        device: &wgpu::Device,
-        kind: OpKind,
-        params: OpParams,
-        buffers: OpBuffers,
-    ) -> OpCall {
-        let uniform = buffer(
-            device,
-            "exprans op params",
-            std::mem::size_of::<OpParams>() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        );
-        let or_dummy = |b: Option<&'_ wgpu::Buffer>| b.unwrap_or(&self.dummy).clone();
-        let bound = [
-            or_dummy(buffers.a),
-            or_dummy(buffers.b),
-            or_dummy(buffers.c),
-            or_dummy(buffers.gamma),
-            or_dummy(buffers.beta),
-            buffers.out.expect("every op writes").clone(),
-        ];
-        let mut entries = vec![entry(0, &uniform)];
-        entries.extend(bound.iter().zip(1..).map(|(b, i)| entry(i, b)));
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("exprans op"),
-            layout: &self.layout,
-            entries: &entries,
-        });
-        let pipeline = match kind {
-            OpKind::LayerNorm => &self.layer_norm,
-            OpKind::Attention => &self.attention,
-            OpKind::MeanPool => &self.mean_pool,
-        };
-        OpCall {
+impl BertOp {
+    fn new(ops: &OpKernels, device: &wgpu::Device, kind: OpKind, params: OpParams, buffers: OpBuffers) -> BertOp {
+        BertOp {
             kind,
-            params,
-            uniform,
-            bind_group,
-            pipeline: pipeline.clone(),
+            call: ops.call(device, kind as usize, params, buffers),
         }
     }
-}
 
-impl OpCall {
     fn set_tokens(&self, queue: &wgpu::Queue, tokens: u32) {
         let params = OpParams {
             tokens,
-            ..self.params
+            ..self.call.params
         };
-        queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
+        self.call.set_params(queue, &params);
     }
 
     fn dispatch(&self, pass: &mut wgpu::ComputePass, tokens: u32) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        match self.kind {
-            OpKind::LayerNorm => pass.dispatch_workgroups(tokens, 1, 1),
-            OpKind::Attention => pass.dispatch_workgroups(tokens, self.params.heads, 1),
-            OpKind::MeanPool => pass.dispatch_workgroups(1, 1, 1),
-        }
+        let groups = match self.kind {
+            OpKind::LayerNorm => [tokens, 1, 1],
+            OpKind::Attention => [tokens, self.call.params.heads, 1],
+            OpKind::MeanPool => [1, 1, 1],
+        };
+        self.call.dispatch(pass, groups);
     }
 }
 
-/// A device with everything [`GpuBert`] needs: the GPU decoder (which owns the device), the
-/// matrix kernels and the other kernels, all compiled once.
-#[derive(Debug)]
-pub struct GpuContext {
-    decoder: GpuDecoder,
-    matrices: MatrixKernels,
-    ops: OpKernels,
-}
-
-impl GpuContext {
-    /// Compiles the kernels on the decoder's device.
-    pub async fn new(decoder: GpuDecoder) -> Result<GpuContext> {
-        let device = decoder.device().clone();
-        let matrices = MatrixKernels::new(&device).await?;
-        let (ops, errors) = wait::capture(&device, "compiling the BERT kernels", || {
-            OpKernels::new(&device)
-        });
-        errors.await?;
-        Ok(GpuContext {
-            decoder,
-            matrices,
-            ops,
-        })
-    }
-
-    /// The device.
-    pub fn device(&self) -> &wgpu::Device {
-        self.decoder.device()
-    }
-
-    /// The queue.
-    pub fn queue(&self) -> &wgpu::Queue {
-        self.decoder.queue()
-    }
-
-    /// The GPU decoder.
-    pub fn decoder(&self) -> &GpuDecoder {
-        &self.decoder
-    }
-
-    /// The matrix kernels.
-    pub fn matrix_kernels(&self) -> &MatrixKernels {
-        &self.matrices
-    }
-}
+pub use crate::context::GpuContext;
 
 /// One step of the forward pass.
 #[derive(Clone, Debug)]
 enum Step {
     Matrix(MatrixCall),
-    Op(OpCall),
+    Op(BertOp),
 }
 
 /// The activation buffers, `[max_tokens][width]` f32 each, and the token position and type ids.
@@ -655,98 +487,6 @@ pub struct GpuBert {
     activations: Activations,
 }
 
-/// The weights as they are held on the GPU.
-#[derive(Debug)]
-struct Weights {
-    matrices: HashMap<String, GpuMatrix>,
-    vectors: HashMap<String, (Dtype16, wgpu::Buffer)>,
-    bytes: u64,
-}
-
-fn dtype16(name: &str, dtype: &str) -> Result<Dtype16> {
-    Dtype16::from_safetensors(dtype).ok_or_else(|| {
-        Error::invalid(format!(
-            "tensor '{name}': the GPU runs BF16/F16 weights, not {dtype}"
-        ))
-    })
-}
-
-/// A coded tensor still to decode on the GPU: its index, stored bytes and allocated plain buffer.
-type PendingTensor<'a> = (TensorIndex, &'a [u8], wgpu::Buffer);
-
-/// Loads the encoder's tensors onto the GPU as `mode` asks. Returns the weights and the coded
-/// tensors still to decode on the GPU.
-fn load_weights<'a>(
-    gpu: &GpuContext,
-    config: &BertConfig,
-    checkpoint: &Checkpoint<'a>,
-    mode: WeightMode,
-) -> Result<(Weights, Vec<PendingTensor<'a>>)> {
-    let device = gpu.device();
-    let mut weights = Weights {
-        matrices: HashMap::new(),
-        vectors: HashMap::new(),
-        bytes: 0,
-    };
-    let tensors = config.checked_tensors(checkpoint)?;
-    // Biases and LayerNorm vectors are read as their matrix's / gamma's dtype: one for all.
-    let dtype = dtype16(&tensors[0].0, &tensors[0].1.dtype)?;
-    if let Some((name, info)) = tensors.iter().find(|(_, i)| i.dtype != tensors[0].1.dtype) {
-        return Err(Error::invalid(format!(
-            "tensor '{name}': {}, the others {}; the GPU encoder needs one dtype",
-            info.dtype, tensors[0].1.dtype
-        )));
-    }
-    // Tensors decoded once on the GPU (every tensor but the fused matrices when the checkpoint
-    // is compressed), each into a plain buffer of its own.
-    let mut to_decode = Vec::new();
-    let mut decode_later = |name: &str| -> Result<wgpu::Buffer> {
-        let (t, stored) = checkpoint.stored(name)?;
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
-        let b = buffer(device, name, tensor_output_len(t).max(4), usage);
-        to_decode.push((t.clone(), stored, b.clone()));
-        Ok(b)
-    };
-    for (name, info) in tensors {
-        let fused = match mode {
-            WeightMode::Fused => checkpoint.coded_entry(&name)?,
-            WeightMode::Plain | WeightMode::Decoded => None,
-        };
-        let gpu_decoded = mode != WeightMode::Plain;
-        if let [rows, cols] = info.shape[..] {
-            let (Ok(rows), Ok(cols)) = (u32::try_from(rows), u32::try_from(cols)) else {
-                return Err(Error::invalid(format!(
-                    "tensor '{name}': shape {:?} is too large for the GPU",
-                    info.shape
-                )));
-            };
-            let m = match fused {
-                Some(e) => GpuMatrix::fused(device, &name, dtype, rows, cols, &e)?,
-                None if gpu_decoded => {
-                    GpuMatrix::plain_in(decode_later(&name)?, &name, dtype, rows, cols)?
-                }
-                None => {
-                    let values = checkpoint.bytes(&name)?;
-                    GpuMatrix::plain(device, &name, dtype, rows, cols, &values)?
-                }
-            };
-            weights.bytes += m.gpu_bytes();
-            weights.matrices.insert(name, m);
-        } else {
-            let b = if gpu_decoded {
-                decode_later(&name)?
-            } else {
-                matvec::upload(device, &name, &checkpoint.bytes(&name)?)
-            };
-            weights.bytes += b.size();
-            weights.vectors.insert(name, (dtype, b));
-        }
-    }
-    Ok((weights, to_decode))
-}
-
 impl GpuBert {
     /// Loads the encoder described by `config` from `checkpoint` onto the GPU, its weights held
     /// as `mode` says (`Decoded` and `Fused` need a compressed checkpoint; `Fused` needs its
@@ -763,22 +503,11 @@ impl GpuBert {
                 mode.name()
             )));
         }
-        let (loaded, errors) = wait::capture(gpu.device(), "uploading the weights", || {
-            load_weights(gpu, config, checkpoint, mode)
-        });
-        errors.await?;
-        let (weights, to_decode) = loaded?;
-        // Decode-once: every tensor held plain, in one GPU submission, into its buffer, both
-        // checksums checked.
-        let items: Vec<_> = to_decode
-            .iter()
-            .map(|(t, stored, buffer)| (t, *stored, OutputTarget { buffer, offset: 0 }))
-            .collect();
-        if !items.is_empty() {
-            gpu.decoder.decode_tensors_into(&items).await?;
-        }
+        let tensors = config.checked_tensors(checkpoint)?;
+        let weights = Weights::load(gpu, &tensors, checkpoint, mode).await?;
+        let ops = gpu.op_kernels(Module::BertOps).await?;
         let (model, errors) = wait::capture(gpu.device(), "building the forward pass", || {
-            Self::build(gpu, config, mode, weights)
+            Self::build(gpu, &ops, config, mode, weights)
         });
         errors.await?;
         model
@@ -787,6 +516,7 @@ impl GpuBert {
     /// Allocates the activations and binds every step of the forward pass.
     fn build(
         gpu: &GpuContext,
+        ops: &OpKernels,
         config: &BertConfig,
         mode: WeightMode,
         weights: Weights,
@@ -841,7 +571,7 @@ impl GpuBert {
         let matrix = |name: &str| &weights.matrices[name];
         let vector = |name: &str| &weights.vectors[name];
         let mut matrix_step = |steps: &mut Vec<Step>, name: &str, op: MatrixOp, input, output| {
-            let call = gpu.matrices.call(
+            let call = gpu.matrix_kernels().call(
                 device,
                 matrix(name),
                 op,
@@ -876,10 +606,13 @@ impl GpuBert {
                 out: Some(out),
                 ..Default::default()
             };
-            Step::Op(
-                gpu.ops
-                    .call(device, OpKind::LayerNorm, op_params(*dtype, flags), buffers),
-            )
+            Step::Op(BertOp::new(
+                ops,
+                device,
+                OpKind::LayerNorm,
+                op_params(*dtype, flags),
+                buffers,
+            ))
         };
 
         // Embeddings: e = word[ids] + position[t] + token_type[0], then LayerNorm.
@@ -916,7 +649,8 @@ impl GpuBert {
             };
             // (Attention and pooling read no 16-bit values: the dtype is unused.)
             let params = op_params(Dtype16::Bf16, 0);
-            steps.push(Step::Op(gpu.ops.call(
+            steps.push(Step::Op(BertOp::new(
+                ops,
                 device,
                 OpKind::Attention,
                 params,
@@ -945,7 +679,8 @@ impl GpuBert {
             ..Default::default()
         };
         let params = op_params(Dtype16::Bf16, 0);
-        steps.push(Step::Op(gpu.ops.call(
+        steps.push(Step::Op(BertOp::new(
+            ops,
             device,
             OpKind::MeanPool,
             params,

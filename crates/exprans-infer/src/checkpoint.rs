@@ -133,3 +133,117 @@ pub fn compress_row_aligned(file: &[u8], rows_per_block: u32, fast: bool) -> Res
     };
     exprans::compress(file, &opts)
 }
+
+/// Where a model's tensors are: one checkpoint, or the shards of a model directory.
+pub trait TensorSource<'a> {
+    /// The checkpoint holding tensor `name`.
+    fn checkpoint_of(&self, name: &str) -> Result<&Checkpoint<'a>>;
+
+    /// Whether every checkpoint is an exprans file.
+    fn is_compressed(&self) -> bool;
+
+    /// Whether tensor `name` is present.
+    fn contains(&self, name: &str) -> bool {
+        self.checkpoint_of(name).is_ok()
+    }
+}
+
+impl<'a> TensorSource<'a> for Checkpoint<'a> {
+    fn checkpoint_of(&self, name: &str) -> Result<&Checkpoint<'a>> {
+        let present = match self {
+            Checkpoint::Plain { header, .. } => header.tensors.iter().any(|(n, _)| n == name),
+            Checkpoint::Compressed { archive, .. } => archive.tensor(name).is_some(),
+        };
+        if present {
+            Ok(self)
+        } else {
+            Err(Error::invalid(format!("checkpoint has no tensor '{name}'")))
+        }
+    }
+
+    fn is_compressed(&self) -> bool {
+        Checkpoint::is_compressed(self)
+    }
+}
+
+/// The shards of a model: every tensor name maps to the one shard that holds it.
+#[derive(Debug)]
+pub struct Shards<'a> {
+    shards: Vec<Checkpoint<'a>>,
+    /// Tensor name -> index into `shards`; a name is in exactly one shard.
+    by_name: std::collections::HashMap<String, usize>,
+}
+
+impl<'a> Shards<'a> {
+    /// Parses every shard file. Fails when a tensor name is in two shards, or when plain and
+    /// compressed shards are mixed.
+    pub fn parse(files: &[&'a [u8]]) -> Result<Shards<'a>> {
+        let mut shards = Vec::with_capacity(files.len());
+        let mut by_name = std::collections::HashMap::new();
+        for (i, file) in files.iter().enumerate() {
+            let checkpoint = Checkpoint::parse(file).map_err(|e| e.in_tensor(&format!("shard {i}")))?;
+            let names: Vec<String> = match &checkpoint {
+                Checkpoint::Plain { header, .. } => {
+                    header.tensors.iter().map(|(n, _)| n.clone()).collect()
+                }
+                Checkpoint::Compressed { archive, .. } => {
+                    archive.tensors.iter().map(|t| t.index.name.clone()).collect()
+                }
+            };
+            for name in names {
+                if by_name.insert(name.clone(), i).is_some() {
+                    return Err(Error::invalid(format!(
+                        "tensor {} is in two shards",
+                        exprans::quote(&name)
+                    )));
+                }
+            }
+            shards.push(checkpoint);
+        }
+        if shards.is_empty() {
+            return Err(Error::invalid("a model needs at least one shard"));
+        }
+        if shards.iter().any(|s| s.is_compressed() != shards[0].is_compressed()) {
+            return Err(Error::invalid(
+                "the model mixes plain and compressed shards; compress the whole directory",
+            ));
+        }
+        Ok(Shards { shards, by_name })
+    }
+
+    /// The parsed shards, in the order given.
+    pub fn shards(&self) -> &[Checkpoint<'a>] {
+        &self.shards
+    }
+}
+
+impl<'a> TensorSource<'a> for Shards<'a> {
+    fn checkpoint_of(&self, name: &str) -> Result<&Checkpoint<'a>> {
+        self.by_name
+            .get(name)
+            .map(|&i| &self.shards[i])
+            .ok_or_else(|| Error::invalid(format!("model has no tensor {}", exprans::quote(name))))
+    }
+
+    fn is_compressed(&self) -> bool {
+        self.shards[0].is_compressed()
+    }
+}
+
+/// A tensor's values as f32 (BF16, F16 or F32 little-endian `bytes`).
+pub(crate) fn values_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
+    if dtype == "F32" {
+        return Ok(bytemuck::pod_collect_to_vec(bytes));
+    }
+    let t = crate::matvec::Dtype16::from_safetensors(dtype).ok_or_else(|| {
+        Error::invalid(format!(
+            "tensor {}: dtype {} is not a float",
+            exprans::quote(name),
+            exprans::quote(dtype)
+        ))
+    })?;
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|v| t.to_f32(u16::from_le_bytes([v[0], v[1]])))
+        .collect())
+}

@@ -27,6 +27,18 @@ pub const MATVEC_CHUNK_ROWS: u32 = 8;
 /// in workgroup memory (2 KiB).
 pub const ATTENTION_MAX_TOKENS: u32 = 512;
 
+/// Keys the causal attention kernel (`shaders/llama_ops.wgsl`) scores at a time: one chunk of
+/// scores lives in workgroup memory (4 KiB); longer contexts take several chunks (online
+/// softmax), so the context length is not bounded by workgroup memory.
+pub const ATTENTION_CHUNK: u32 = 1024;
+
+/// Largest head size the causal attention kernel handles: each invocation of its workgroup
+/// (`GPU_WORKGROUP_SIZE` = 64) accumulates `MAX_HEAD_DIM / 64` output values in registers.
+pub const MAX_HEAD_DIM: u32 = 256;
+
+/// `LlamaOp::flags` bit: `rope_rows` rotates (otherwise it copies).
+pub const OP_ROPE: u32 = 1;
+
 const _: () = assert!(MATVEC_CHUNK_ROWS * MATVEC_MAX_BATCH * LANES as u32 * 4 <= 16 * 1024);
 
 const HALF: File = (
@@ -55,6 +67,13 @@ const MATVEC_FUSED: File = (
     include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shaders/matvec_fused.wgsl"
+    )),
+);
+const LLAMA_OPS: File = (
+    "llama_ops.wgsl",
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shaders/llama_ops.wgsl"
     )),
 );
 const BERT_OPS: File = (
@@ -102,8 +121,9 @@ pub(crate) const MATVEC_BINDINGS: [(u32, &str, Bind); 7] = [
     (6, "ids", READ),
 ];
 
-/// Bindings of the non-matrix kernels (shaders/bert_ops.wgsl), as [`MATVEC_BINDINGS`].
-pub(crate) const BERT_OPS_BINDINGS: [(u32, &str, Bind); 7] = [
+/// Bindings of the non-matrix kernels (shaders/bert_ops.wgsl, shaders/llama_ops.wgsl), as
+/// [`MATVEC_BINDINGS`].
+pub(crate) const OPS_BINDINGS: [(u32, &str, Bind); 7] = [
     (0, "op", Bind::Uniform),
     (1, "a", READ),
     (2, "b", READ),
@@ -120,6 +140,9 @@ pub fn constants() -> String {
          const MATVEC_MAX_BATCH: u32 = {MATVEC_MAX_BATCH}u;\n\
          const MATVEC_CHUNK_ROWS: u32 = {MATVEC_CHUNK_ROWS}u;\n\
          const ATTENTION_MAX_TOKENS: u32 = {ATTENTION_MAX_TOKENS}u;\n\
+         const ATTENTION_CHUNK: u32 = {ATTENTION_CHUNK}u;\n\
+         const MAX_HEAD_DIM: u32 = {MAX_HEAD_DIM}u;\n\
+         const OP_ROPE: u32 = {OP_ROPE}u;\n\
          const DTYPE_BF16: u32 = {DTYPE_BF16}u;\n\
          const DTYPE_F16: u32 = {DTYPE_F16}u;\n\
          const OP_BIAS: u32 = {OP_BIAS}u;\n\
@@ -143,36 +166,52 @@ pub(crate) enum Module {
     MatvecFused,
     /// LayerNorm, attention, pooling.
     BertOps,
+    /// RMSNorm, RoPE, causal attention over a KV cache, SwiGLU, residual adds.
+    LlamaOps,
 }
 
 impl Module {
-    const ALL: [Module; 3] = [Module::MatvecPlain, Module::MatvecFused, Module::BertOps];
+    const ALL: [Module; 4] = [
+        Module::MatvecPlain,
+        Module::MatvecFused,
+        Module::BertOps,
+        Module::LlamaOps,
+    ];
+
+    /// The module's name.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Module::MatvecPlain => "exprans matvec (plain)",
+            Module::MatvecFused => "exprans matvec (fused)",
+            Module::BertOps => "exprans bert ops",
+            Module::LlamaOps => "exprans llama ops",
+        }
+    }
+
+    /// The module's entry points; an [`crate::ops::OpCall`]'s kernel index is a position here.
+    pub(crate) fn entry_points(self) -> &'static [&'static str] {
+        match self {
+            Module::MatvecPlain | Module::MatvecFused => &["matvec", "gather_rows"],
+            Module::BertOps => &["layer_norm", "attention", "mean_pool"],
+            Module::LlamaOps => &["rms_norm", "rope_rows", "attention", "silu_mul", "add"],
+        }
+    }
 
     fn assemble(self) -> InferModule {
-        let (name, files, entry_points): (_, &[File], &'static [&'static str]) = match self {
-            Module::MatvecPlain => (
-                "exprans matvec (plain)",
-                &[HALF, RANS_LANE, MATVEC_COMMON, MATVEC_PLAIN],
-                &["matvec", "gather_rows"],
-            ),
-            Module::MatvecFused => (
-                "exprans matvec (fused)",
-                &[HALF, RANS_LANE, MATVEC_COMMON, MATVEC_FUSED],
-                &["matvec", "gather_rows"],
-            ),
-            Module::BertOps => (
-                "exprans bert ops",
-                &[HALF, BERT_OPS],
-                &["layer_norm", "attention", "mean_pool"],
-            ),
+        let files: &[File] = match self {
+            Module::MatvecPlain => &[HALF, RANS_LANE, MATVEC_COMMON, MATVEC_PLAIN],
+            Module::MatvecFused => &[HALF, RANS_LANE, MATVEC_COMMON, MATVEC_FUSED],
+            Module::BertOps => &[HALF, BERT_OPS],
+            Module::LlamaOps => &[HALF, LLAMA_OPS],
         };
+        let (name, entry_points) = (self.label(), self.entry_points());
         let mut source = wgsl_constants();
         source.push_str(&constants());
         // Whether the weight source must be read in lane order (matvec_common.wgsl).
         match self {
             Module::MatvecPlain => source.push_str("const SEQUENTIAL_CURSOR: bool = false;\n"),
             Module::MatvecFused => source.push_str("const SEQUENTIAL_CURSOR: bool = true;\n"),
-            Module::BertOps => {}
+            Module::BertOps | Module::LlamaOps => {}
         }
         for (_, text) in files {
             source.push('\n');
@@ -207,6 +246,7 @@ pub fn wgsl_modules() -> Vec<InferModule> {
 mod tests {
     use super::*;
     use crate::bert::OpParams;
+    use crate::llama::gpu::LlamaOpParams;
     use crate::matvec::MatvecParams;
     use exprans_testkit::rust_layout;
     use exprans_testkit::wgsl::{self, Access};
@@ -244,6 +284,21 @@ mod tests {
             entry
         );
         let op = rust_layout!(OpParams, tokens, hidden, heads, dtype, flags, eps, scale, pad);
+        let llama_op = rust_layout!(
+            LlamaOpParams,
+            tokens,
+            width,
+            heads,
+            kv_heads,
+            head_dim,
+            pos0,
+            dst_row0,
+            src_row0,
+            dtype,
+            flags,
+            eps,
+            scale
+        );
         for module in Module::ALL {
             let m = module.assemble();
             let naga_module = wgsl::parse(m.name, &m.source);
@@ -258,7 +313,12 @@ mod tests {
                 }
                 Module::BertOps => {
                     assert_eq!(wgsl::struct_layout(&naga_module, "Op"), Some(op.clone()));
-                    assert_eq!(bound, expected(&BERT_OPS_BINDINGS), "{}", m.name);
+                    assert_eq!(bound, expected(&OPS_BINDINGS), "{}", m.name);
+                }
+                Module::LlamaOps => {
+                    let layout = wgsl::struct_layout(&naga_module, "LlamaOp");
+                    assert_eq!(layout, Some(llama_op.clone()));
+                    assert_eq!(bound, expected(&OPS_BINDINGS), "{}", m.name);
                 }
             }
         }

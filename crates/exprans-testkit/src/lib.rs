@@ -322,3 +322,22 @@ pub fn quiet_wayland() {
         }
     }
 }
+
+/// The SmolLM2-135M-Instruct directory (`EXPRANS_SMOLLM2_DIR`, default
+/// `target/models/SmolLM2-135M-Instruct`, written by `../shared/tools/fetch-smollm2.sh`), or
+/// `None` (and a printed notice) when it is absent.
+pub fn smollm2() -> Option<PathBuf> {
+    let dir = std::env::var_os("EXPRANS_SMOLLM2_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/models/SmolLM2-135M-Instruct"));
+    if dir.join("model.safetensors").exists() && dir.join("config.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: SmolLM2 not found in {} (run ../shared/tools/fetch-smollm2.sh DIR, set \
+             EXPRANS_SMOLLM2_DIR)",
+            dir.display()
+        );
+        None
+    }
+}

@@ -84,7 +84,11 @@ fn tensor_message(name: &str, source: &Error) -> String {
 /// A file-provided string as it may appear in a message: in single quotes, with control
 /// characters, quotes and backslashes escaped, so that no file can print a line break, a
 /// terminal escape sequence or a forged message.
-pub(crate) fn quote(text: &str) -> String {
+///
+/// ```
+/// assert_eq!(exprans::quote("a\nb'"), r"'a\nb\''");
+/// ```
+pub fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('\'');
     for c in text.chars() {

@@ -68,7 +68,7 @@ pub use convert::{
     TensorDecoder,
 };
 pub use cpu::CpuKernel;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{quote, Error, ErrorKind, Result};
 pub use params::{DEFAULT_BLOCK_SIZE, LANES, MAX_BLOCK_SIZE};
 pub use tensor::CpuDecoder;
 pub use writer::ArchiveWriter;
