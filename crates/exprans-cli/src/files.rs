@@ -1,5 +1,9 @@
 //! Whole files and model directories: compress, decompress, verify (native targets only).
 //!
+//! Every input is identified first ([`check_input`]): a JSON, GGUF, PyTorch or other file that is
+//! not the kind of safetensors file the command reads is refused with one line saying what it is
+//! and what to run instead, before any output is created.
+//!
 //! Memory stays bounded by a small multiple of the largest tensor: inputs are memory-mapped and
 //! processed tensor by tensor, and the output header is reserved up front (see
 //! [`exprans::reserve_header_len`]) and written last. Outputs are written to a temporary file in
@@ -7,8 +11,10 @@
 //! partial output.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
 
+use exprans::safetensors::Header;
 use exprans::Archive;
 use exprans::EncodeOptions;
 use exprans::{Error, Result};
@@ -114,6 +120,7 @@ pub fn compress_file(
     force: bool,
     progress: ProgressFn,
 ) -> Result<SizeReport> {
+    check_file(input, Expected::Original)?;
     let data = map_file(input)?;
     let mut out = Output::create(output, force)?;
     let written = exprans::compress_into(&data, out.file(), opts, progress)
@@ -125,8 +132,10 @@ pub fn compress_file(
     })
 }
 
-/// Opens an exprans file: its map and parsed header.
+/// Opens an exprans file: its map and parsed header. Any other kind of file is refused with what
+/// it is (see [`check_input`]).
 pub fn open_archive(path: &Path) -> Result<(memmap2::Mmap, Archive)> {
+    check_file(path, Expected::Compressed)?;
     let data = map_file(path)?;
     let archive = Archive::from_bytes(&data).map_err(|e| e.in_file(path))?;
     Ok((data, archive))
@@ -234,6 +243,17 @@ enum DirItem {
 /// when compressing, the reverse when not). Only quoted names in `weight_map` values change, so
 /// the rest of the file stays byte for byte.
 fn rewrite_index(text: &str, compress: bool, path: &Path) -> Result<String> {
+    let mut out = text.to_string();
+    for shard in index_shards(text, path)? {
+        if let Some(new) = shard_name(&shard, compress) {
+            out = out.replace(&format!("\"{shard}\""), &format!("\"{new}\""));
+        }
+    }
+    Ok(out)
+}
+
+/// The shard file names an index JSON (`path`, for errors) maps tensors to: sorted, each once.
+fn index_shards(text: &str, path: &Path) -> Result<Vec<String>> {
     let parsed: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Error::invalid(format!("bad index JSON: {e}")).in_file(path))?;
     let map = parsed
@@ -246,13 +266,7 @@ fn rewrite_index(text: &str, compress: bool, path: &Path) -> Result<String> {
         .collect();
     shards.sort();
     shards.dedup();
-    let mut out = text.to_string();
-    for shard in shards {
-        if let Some(new) = shard_name(&shard, compress) {
-            out = out.replace(&format!("\"{shard}\""), &format!("\"{new}\""));
-        }
-    }
-    Ok(out)
+    Ok(shards)
 }
 
 fn shard_name(name: &str, compress: bool) -> Option<String> {
@@ -308,6 +322,12 @@ fn map_dir(
     force: bool,
     shard: &mut dyn FnMut(&Path, &Path) -> Result<SizeReport>,
 ) -> Result<SizeReport> {
+    let expected = if compress {
+        Expected::Original
+    } else {
+        Expected::Compressed
+    };
+    check_dir(input, expected)?;
     check_target(output, force)?;
     let tmp = tempfile::Builder::new()
         .prefix(".exprans-")
@@ -397,6 +417,7 @@ pub fn verify_dir(
     decoder: &mut dyn TensorDecoder,
     progress: ProgressFn,
 ) -> Result<SizeReport> {
+    check_dir(input, Expected::Compressed)?;
     let mut report = SizeReport::default();
     let files = walk(input)?;
     for rel in &files {
@@ -453,4 +474,357 @@ pub fn verify_dir(
         }
     }
     Ok(report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an input is, and what to run instead when it is the wrong thing.
+
+/// What a command reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Original safetensors weights (`compress`, `bench`).
+    Original,
+    /// What `exprans compress` wrote (`decompress`, `verify`, `info`).
+    Compressed,
+}
+
+impl Expected {
+    /// The advice that ends every message about a wrong input.
+    fn what_to_give(self) -> &'static str {
+        match self {
+            Expected::Original => "give the model's .safetensors file or its directory",
+            Expected::Compressed => {
+                "give an .exprans.safetensors file or a directory made by `exprans compress`"
+            }
+        }
+    }
+}
+
+/// What a file is, judged from its first bytes (see [`sniff`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A safetensors file whose header parses and checks; `exprans` when its metadata marks it
+    /// as an exprans file.
+    Safetensors {
+        /// `__metadata__.format` is `exprans`.
+        exprans: bool,
+    },
+    /// Text whose first non-blank character opens a JSON object or array (`config.json`, an
+    /// index).
+    Json,
+    /// llama.cpp's format (magic `GGUF`).
+    Gguf,
+    /// A zip archive (magic `PK\x03\x04`), as `torch.save` writes since PyTorch 1.6.
+    PyTorchZip,
+    /// A pickle (0x80 and protocol 2 to 5), as `torch.save` wrote before PyTorch 1.6.
+    Pickle,
+    /// The text pointer Git LFS leaves in place of a file it has not fetched.
+    GitLfsPointer,
+    /// An HTML page (a web page saved instead of the file it links to).
+    Html,
+    /// 0 bytes.
+    Empty,
+    /// 1 to 7 bytes: shorter than the length prefix that starts every safetensors file.
+    TooShort,
+    /// None of the above, such as a damaged safetensors file: the parsers say what is wrong.
+    Unknown,
+}
+
+/// A file's kind and its first bytes (at most [`SNIFF_LEN`]), for messages.
+#[derive(Clone, Debug)]
+pub struct Sniffed {
+    /// What the file is.
+    pub kind: FileKind,
+    /// Its first bytes.
+    pub head: Vec<u8>,
+}
+
+/// Bytes read to recognise a format by its first bytes.
+const SNIFF_LEN: usize = 64;
+/// Bytes of a file quoted in a message: the 8 that a safetensors reader takes for the header
+/// length.
+const EXCERPT_LEN: usize = 8;
+const GGUF_MAGIC: &[u8] = b"GGUF";
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+const PICKLE_PROTO: u8 = 0x80;
+const GIT_LFS_POINTER: &[u8] = b"version https://git-lfs.github.com/spec/";
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Identifies a file from its first bytes and, when they start a safetensors header, from that
+/// header. Reads at most the header; never fails on content, only on I/O.
+pub fn sniff(path: &Path) -> Result<Sniffed> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let file_len = file.metadata().map_err(io_err(path))?.len();
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    (&mut file)
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err(path))?;
+    let kind = match safetensors_marking(&mut file, &head, file_len).map_err(io_err(path))? {
+        Some(exprans) => FileKind::Safetensors { exprans },
+        None => foreign_kind(&head),
+    };
+    Ok(Sniffed { kind, head })
+}
+
+/// `Some(exprans)` when `file` (of `file_len` bytes, starting with `head`) has a safetensors
+/// header that parses and checks; `exprans` when it marks an exprans file. `None` otherwise.
+fn safetensors_marking(
+    file: &mut File,
+    head: &[u8],
+    file_len: u64,
+) -> std::io::Result<Option<bool>> {
+    let Some(prefix) = head.get(..8).and_then(|p| <&[u8; 8]>::try_from(p).ok()) else {
+        return Ok(None);
+    };
+    let Ok(json_len) = Header::json_len_from_prefix(prefix, file_len) else {
+        return Ok(None);
+    };
+    let mut json = vec![0u8; json_len as usize];
+    file.seek(SeekFrom::Start(8))?;
+    file.read_exact(&mut json)?;
+    Ok(Header::parse(&json, file_len).ok().map(|header| {
+        header
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("format"))
+            .is_some_and(|f| f == exprans::FORMAT_NAME)
+    }))
+}
+
+/// The kind of a file that is not a valid safetensors file, from its first bytes `head`.
+fn foreign_kind(head: &[u8]) -> FileKind {
+    let text = head.strip_prefix(UTF8_BOM).unwrap_or(head);
+    let first_char = text.iter().find(|b| !b.is_ascii_whitespace());
+    if head.is_empty() {
+        FileKind::Empty
+    } else if head.starts_with(GGUF_MAGIC) {
+        FileKind::Gguf
+    } else if head.starts_with(ZIP_MAGIC) {
+        FileKind::PyTorchZip
+    } else if head[0] == PICKLE_PROTO && head.get(1).is_some_and(|p| (2..=5).contains(p)) {
+        FileKind::Pickle
+    } else if head.starts_with(GIT_LFS_POINTER) {
+        FileKind::GitLfsPointer
+    } else if matches!(first_char, Some(b'{' | b'[')) {
+        FileKind::Json
+    } else if first_char == Some(&b'<') && is_html(text) {
+        FileKind::Html
+    } else if head.len() < 8 {
+        FileKind::TooShort
+    } else {
+        FileKind::Unknown
+    }
+}
+
+/// Whether text starting (after blanks) with `<` opens an HTML page.
+fn is_html(text: &[u8]) -> bool {
+    let lower = String::from_utf8_lossy(text)
+        .trim_start()
+        .to_ascii_lowercase();
+    lower.starts_with("<!doctype html") || lower.starts_with("<html")
+}
+
+/// `bytes` as they may appear in a message: in single quotes, printable ASCII as is, everything
+/// else escaped (`\n`, `\xNN`), so that no file can print a line break or a terminal escape.
+fn quote_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push('\'');
+    for &b in bytes {
+        match b {
+            b'\'' => out.push_str("\\'"),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b' '..=b'~' => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// What is wrong with a file of this kind as input to a command expecting `expected`, and what
+/// to do instead; `None` when the commands may go on (the right kind, or [`FileKind::Unknown`],
+/// whose parsers report the problem). `name` is the file's name.
+fn kind_problem(sniffed: &Sniffed, expected: Expected, name: &str) -> Option<String> {
+    let give = expected.what_to_give();
+    let foreign = |what: &str| {
+        let excerpt = quote_bytes(&sniffed.head[..sniffed.head.len().min(EXCERPT_LEN)]);
+        Some(format!(
+            "not a safetensors file (it starts with {excerpt}): {what}"
+        ))
+    };
+    let convert = "exprans reads safetensors, so convert it first \
+                   (e.g. safetensors.torch.save_file(torch.load(PATH), \"model.safetensors\"))";
+    match (sniffed.kind, expected) {
+        (FileKind::Safetensors { exprans: true }, Expected::Original) => Some(format!(
+            "already an exprans file (compressed by exprans); {RUN_DECOMPRESS}"
+        )),
+        (FileKind::Safetensors { exprans: false }, Expected::Compressed) => Some(format!(
+            "not an exprans file: a plain safetensors file, not compressed by exprans; \
+             {RUN_COMPRESS}"
+        )),
+        (FileKind::Safetensors { .. } | FileKind::Unknown, _) => None,
+        (FileKind::Json, _) if name.ends_with(INDEX_SUFFIX) => {
+            foreign("a JSON file (a shard index); give the directory it is in")
+        }
+        (FileKind::Json, _) => foreign(&format!("a JSON file; {give}")),
+        (FileKind::Gguf, _) => foreign(
+            "a GGUF file (llama.cpp's format); exprans reads safetensors, so convert the model \
+             to .safetensors first (e.g. transformers: from_pretrained(..., gguf_file=...), then \
+             save_pretrained)",
+        ),
+        (FileKind::PyTorchZip, _) => foreign(&format!(
+            "a PyTorch checkpoint (a zip archive, as torch.save writes); {convert}"
+        )),
+        (FileKind::Pickle, _) => foreign(&format!(
+            "a PyTorch checkpoint (a legacy pickle, as torch.save wrote before PyTorch 1.6); \
+             {convert}"
+        )),
+        (FileKind::GitLfsPointer, _) => foreign(
+            "a Git LFS pointer, not the weights; fetch the file itself (`git lfs pull` in the \
+             clone, or download it from the model page)",
+        ),
+        (FileKind::Html, _) => foreign(
+            "an HTML page, not the weights (a web page saved instead of the file?); download \
+             the file itself (on Hugging Face, the /resolve/ link, not /blob/)",
+        ),
+        (FileKind::Empty, _) => Some(format!("empty file (0 bytes); {give}")),
+        (FileKind::TooShort, _) => Some(format!(
+            "file too short to be safetensors ({} bytes, under the 8-byte header length every \
+             safetensors file starts with); {give}",
+            sniffed.head.len()
+        )),
+    }
+}
+
+/// What to do with something compressed by exprans, for a command that reads originals.
+const RUN_DECOMPRESS: &str =
+    "run `exprans decompress` to get the original back, or `exprans info` to see what is inside";
+/// What to do with plain safetensors weights, for a command that reads compressed ones.
+const RUN_COMPRESS: &str =
+    "run `exprans compress` to compress it (`exprans bench` measures what it would give)";
+
+/// Checks that `path` (a file or a model directory) is what a command expecting `expected`
+/// reads, or says what it is and what to run instead.
+pub fn check_input(path: &Path, expected: Expected) -> Result<()> {
+    if path.is_dir() {
+        check_dir(path, expected)
+    } else {
+        check_file(path, expected)
+    }
+}
+
+/// [`check_input`] for a file.
+fn check_file(path: &Path, expected: Expected) -> Result<()> {
+    let sniffed = sniff(path)?;
+    match kind_problem(&sniffed, expected, &file_name(path)) {
+        Some(problem) => Err(Error::invalid(problem).in_file(path)),
+        None => Ok(()),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// [`check_input`] for a directory: it has shards ([`model_shards`]), none of them is a foreign
+/// file, a directory to compress holds no exprans shard, and a compressed one is not made of
+/// plain shards only (plain shards beside exprans ones are copied by `decompress`).
+fn check_dir(dir: &Path, expected: Expected) -> Result<()> {
+    let shards = model_shards(dir)?;
+    if shards.is_empty() {
+        return Err(Error::invalid(format!(
+            "no .safetensors files in this directory; {}",
+            expected.what_to_give()
+        ))
+        .in_file(dir));
+    }
+    let mut exprans_shards = Vec::new();
+    let mut plain_shards = 0;
+    for rel in &shards {
+        let path = dir.join(rel);
+        let sniffed = sniff(&path)?;
+        match sniffed.kind {
+            FileKind::Safetensors { exprans: true } => exprans_shards.push(path),
+            FileKind::Safetensors { exprans: false } => plain_shards += 1,
+            _ => {
+                if let Some(problem) = kind_problem(&sniffed, expected, &file_name(&path)) {
+                    return Err(Error::invalid(problem).in_file(path));
+                }
+            }
+        }
+    }
+    match expected {
+        Expected::Original if exprans_shards.len() == shards.len() => Err(Error::invalid(format!(
+            "already compressed by exprans (every shard is an exprans file); {RUN_DECOMPRESS}"
+        ))
+        .in_file(dir)),
+        Expected::Original if !exprans_shards.is_empty() => Err(Error::invalid(
+            "already an exprans file (compressed by exprans), beside original shards; compress a \
+             directory that holds the original shards only",
+        )
+        .in_file(&exprans_shards[0])),
+        Expected::Compressed if exprans_shards.is_empty() && plain_shards > 0 => {
+            Err(Error::invalid(format!(
+                "not compressed by exprans (its shards are plain safetensors files); {RUN_COMPRESS}"
+            ))
+            .in_file(dir))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The weight files of a model directory, relative to it: the shards its top-level
+/// `*.safetensors.index.json` files map tensors to when it has any (each must exist and lie
+/// inside the directory), else every `*.safetensors` file of the tree. Sorted, each once; empty
+/// when there are none.
+pub fn model_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry.file_name().to_string_lossy().ends_with(INDEX_SUFFIX) {
+            indexes.push(entry.path());
+        }
+    }
+    if indexes.is_empty() {
+        let mut shards = walk(dir)?;
+        shards.retain(|rel| file_name(rel).ends_with(SAFETENSORS_EXT));
+        return Ok(shards);
+    }
+    let mut shards = Vec::new();
+    for index in &indexes {
+        let text = std::fs::read_to_string(index).map_err(io_err(index))?;
+        for name in index_shards(&text, index)? {
+            shards.push(indexed_shard(dir, index, &name)?);
+        }
+    }
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
+/// A shard `name` listed by `index` (in `dir`), checked to be a file inside `dir`.
+fn indexed_shard(dir: &Path, index: &Path, name: &str) -> Result<PathBuf> {
+    let rel = PathBuf::from(name);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(Error::invalid(format!(
+            "lists shard {}, which is not a file name inside the directory",
+            quote_bytes(name.as_bytes())
+        ))
+        .in_file(index));
+    }
+    let path = dir.join(&rel);
+    if !path.is_file() {
+        return Err(Error::invalid(format!(
+            "listed in {} but missing (an incomplete download?)",
+            file_name(index)
+        ))
+        .in_file(path));
+    }
+    Ok(rel)
 }

@@ -69,9 +69,10 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show per-tensor encoding, sizes, ratios and entropy bounds.
+    /// Show per-tensor encoding, sizes, ratios and entropy bounds (per shard and in total for a
+    /// compressed model directory).
     Info {
-        /// An exprans file.
+        /// An exprans file or a compressed model directory.
         input: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -103,9 +104,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure ratio and speed on a .safetensors file (in memory; nothing is written).
+    /// Measure ratio and speed on a .safetensors file or on every shard of a model directory (in
+    /// memory; nothing is written).
     Bench {
-        /// A .safetensors file.
+        /// A .safetensors file or a model directory.
         input: PathBuf,
         /// Print JSON.
         #[arg(long)]

@@ -1,8 +1,9 @@
-//! `exprans info`: what each tensor became, and where the bytes go.
+//! `exprans info`: what each tensor became, and where the bytes go, for an exprans file or every
+//! shard of a compressed model directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::files;
+use crate::files::{self, Expected};
 use exprans::Result;
 use exprans::{CodedEntry, Encoding};
 
@@ -24,8 +25,9 @@ struct TensorRow {
     block_size: Option<u32>,
 }
 
-/// File totals.
-#[derive(Default, serde::Serialize)]
+/// Totals of a file, or of every shard of a directory. The byte counts of a directory are the
+/// sums of its shards'; the ratios are recomputed from the sums ([`Totals::finish`]).
+#[derive(Clone, Default, serde::Serialize)]
 struct Totals {
     original_bytes: u64,
     compressed_bytes: u64,
@@ -51,13 +53,106 @@ struct Totals {
     bound_exponent_only: f64,
     /// The same with every byte plane coded.
     bound_all_planes: f64,
+    /// [`Totals::bound_exponent_only`] in bytes.
+    #[serde(skip)]
+    bound_exponent_only_bytes: f64,
+    /// [`Totals::bound_all_planes`] in bytes.
+    #[serde(skip)]
+    bound_all_planes_bytes: f64,
+}
+
+impl Totals {
+    /// Adds the byte counts of `other` (ratios are left for [`Totals::finish`]).
+    fn add(&mut self, other: &Totals) {
+        self.original_bytes += other.original_bytes;
+        self.compressed_bytes += other.compressed_bytes;
+        self.container_header_bytes += other.container_header_bytes;
+        self.table_bytes += other.table_bytes;
+        self.directory_bytes += other.directory_bytes;
+        self.word_bytes += other.word_bytes;
+        self.raw_plane_bytes += other.raw_plane_bytes;
+        self.entry_header_and_padding_bytes += other.entry_header_and_padding_bytes;
+        self.verbatim_bytes += other.verbatim_bytes;
+        self.coding_loss_bytes += other.coding_loss_bytes;
+        self.bound_exponent_only_bytes += other.bound_exponent_only_bytes;
+        self.bound_all_planes_bytes += other.bound_all_planes_bytes;
+    }
+
+    /// Sets the ratios from the byte counts.
+    fn finish(&mut self) {
+        let original = self.original_bytes.max(1) as f64;
+        self.ratio = self.compressed_bytes as f64 / original;
+        self.bound_exponent_only = self.bound_exponent_only_bytes / original;
+        self.bound_all_planes = self.bound_all_planes_bytes / original;
+    }
+}
+
+/// The report on one exprans file: its JSON form is `info --json` of that file.
+#[derive(serde::Serialize)]
+struct FileReport {
+    file: PathBuf,
+    tensors: Vec<TensorRow>,
+    totals: Totals,
+}
+
+/// The report on a compressed model directory: every shard's, and the totals over them.
+#[derive(serde::Serialize)]
+struct DirReport {
+    dir: PathBuf,
+    shards: Vec<FileReport>,
+    total: Totals,
 }
 
 /// Tensors smaller than this count verbatim in the entropy bounds.
 const BOUND_MIN_BYTES: u64 = 4096;
 
-/// Prints the report for an exprans file.
+/// Prints the report on an exprans file or a compressed model directory (a table, or JSON).
 pub fn run(path: &Path, json: bool) -> Result<()> {
+    files::check_input(path, Expected::Compressed)?;
+    if path.is_dir() {
+        let report = dir_report(path)?;
+        if json {
+            print_json(&report);
+        } else {
+            print_dir(&report);
+        }
+    } else {
+        let report = file_report(path)?;
+        if json {
+            print_json(&report);
+        } else {
+            print_file(&report);
+        }
+    }
+    Ok(())
+}
+
+fn print_json(report: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(report).expect("serializable")
+    );
+}
+
+/// The reports on every shard of a compressed directory ([`files::model_shards`]) and their sum.
+fn dir_report(dir: &Path) -> Result<DirReport> {
+    let mut shards = Vec::new();
+    let mut total = Totals::default();
+    for rel in files::model_shards(dir)? {
+        let report = file_report(&dir.join(rel))?;
+        total.add(&report.totals);
+        shards.push(report);
+    }
+    total.finish();
+    Ok(DirReport {
+        dir: dir.to_path_buf(),
+        shards,
+        total,
+    })
+}
+
+/// Every tensor of an exprans file: how it is stored, and the file's totals.
+fn file_report(path: &Path) -> Result<FileReport> {
     let (data, archive) = files::open_archive(path)?;
     let mut rows = Vec::new();
     let mut totals = Totals {
@@ -134,24 +229,23 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             block_size,
         });
     }
-    let original = totals.original_bytes.max(1) as f64;
-    totals.ratio = totals.compressed_bytes as f64 / original;
-    totals.bound_exponent_only = bound_exp / original;
-    totals.bound_all_planes = bound_all / original;
+    totals.bound_exponent_only_bytes = bound_exp;
+    totals.bound_all_planes_bytes = bound_all;
+    totals.finish();
+    Ok(FileReport {
+        file: path.to_path_buf(),
+        tensors: rows,
+        totals,
+    })
+}
 
-    if json {
-        let out = serde_json::json!({"file": path, "tensors": rows, "totals": totals});
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("serializable")
-        );
-        return Ok(());
-    }
+/// The table of a file's tensors, then its totals.
+fn print_file(report: &FileReport) {
     println!(
         "{:<48} {:<5} {:<16} {:<6} {:>8} {:>8} {:>8} {:>8}",
         "tensor", "dtype", "shape", "planes", "bits/val", "H0 bits", "ratio", "block"
     );
-    for r in &rows {
+    for r in &report.tensors {
         let shape = format!("{:?}", r.shape);
         let planes = if r.planes.is_empty() {
             "raw".to_string()
@@ -170,21 +264,50 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             r.block_size.map_or("-".to_string(), |b| b.to_string()),
         );
     }
-    let t = &totals;
     println!();
+    print_totals(&report.totals, &format!("{} tensors", report.tensors.len()));
+}
+
+/// One line per shard, then the totals over all of them.
+fn print_dir(report: &DirReport) {
+    for shard in &report.shards {
+        let name = shard.file.strip_prefix(&report.dir).unwrap_or(&shard.file);
+        let t = &shard.totals;
+        println!(
+            "{}: {} -> {} bytes = {:.4}% of the original ({} tensors)",
+            name.display(),
+            t.original_bytes,
+            t.compressed_bytes,
+            100.0 * t.ratio,
+            shard.tensors.len()
+        );
+    }
+    println!();
+    let tensors: usize = report.shards.iter().map(|s| s.tensors.len()).sum();
+    print_totals(
+        &report.total,
+        &format!("{tensors} tensors in {} shards", report.shards.len()),
+    );
     println!(
-        "total: {} -> {} bytes = {:.4}% of the original ({} tensors)",
+        "per tensor: exprans info {}",
+        report.dir.join("SHARD").display()
+    );
+}
+
+/// The total line (`what`: what it counts), the bounds, the overheads and where the bytes go.
+fn print_totals(t: &Totals, what: &str) {
+    println!(
+        "total: {} -> {} bytes = {:.4}% of the original ({what})",
         t.original_bytes,
         t.compressed_bytes,
         100.0 * t.ratio,
-        rows.len()
     );
     println!(
         "order-0 bounds: exponent coded, rest raw {:.4}%; every byte plane coded {:.4}%",
         100.0 * t.bound_exponent_only,
         100.0 * t.bound_all_planes
     );
-    let pct = |b: f64| 100.0 * b / original;
+    let pct = |b: f64| 100.0 * b / t.original_bytes.max(1) as f64;
     println!(
         "overheads (points of the original): container header {:.4}, tables {:.4}, lane directories {:.4}, entry headers+padding {:.4}, coding loss {:.4}",
         pct(t.container_header_bytes as f64),
@@ -197,5 +320,4 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
         "bytes: words {}, raw planes {}, verbatim tensors {}",
         t.word_bytes, t.raw_plane_bytes, t.verbatim_bytes
     );
-    Ok(())
 }
