@@ -211,9 +211,11 @@ impl WebEmbeddingModel {
                     e
                 }
             })?;
+        let max_tokens = max_tokens.min(bert.max_tokens());
+        let tokenizer = tokenizer.with_truncation(max_tokens).map_err(lib_error)?;
         Ok(WebEmbeddingModel {
             hidden: config.hidden,
-            max_tokens: max_tokens.min(bert.max_tokens()),
+            max_tokens,
             mode,
             weight_bytes: bert.weight_bytes(),
             activation_bytes: bert.activation_bytes(),
@@ -243,7 +245,13 @@ impl WebEmbeddingModel {
         let out = Array::new();
         let mut result = Ok(());
         for text in &texts {
-            let ids = self.tokenizer.encode(text, self.max_tokens);
+            let ids = match self.tokenizer.encode(text, true) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    result = Err(lib_error(e));
+                    break;
+                }
+            };
             let t = now_ms();
             match bert.embed(&ids).await {
                 Ok(e) => {
@@ -287,8 +295,13 @@ impl WebEmbeddingModel {
     }
 
     /// The token ids of `text` (`[CLS] ... [SEP]`, truncated to `maxTokens`).
-    pub fn tokenize(&self, text: &str) -> Uint32Array {
-        Uint32Array::from(&self.tokenizer.encode(text, self.max_tokens)[..])
+    pub fn tokenize(&self, text: &str) -> Result<Uint32Array, JsError> {
+        let ids = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(lib_error)
+            .map_err(js_error)?;
+        Ok(Uint32Array::from(&ids[..]))
     }
 
     /// `"fused"`, `"decoded"` or `"plain"`.

@@ -127,10 +127,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         true => DEFAULT_SENTENCES.iter().map(|s| s.to_string()).collect(),
         false => args.sentences,
     };
+    let tokenizer = tokenizer.with_truncation(max_tokens)?;
     let ids: Vec<Vec<u32>> = sentences
         .iter()
-        .map(|s| tokenizer.encode(s, max_tokens))
-        .collect();
+        .map(|s| tokenizer.encode(s, true))
+        .collect::<Result<_, _>>()?;
 
     // 4. GPU runs, one per weight mode.
     let modes = match args.compare {

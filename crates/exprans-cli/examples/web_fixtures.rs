@@ -556,13 +556,13 @@ fn embeddings(args: &[String]) -> Result<()> {
         String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{name} is not UTF-8")))
     };
     let config = BertConfig::from_json(&text("config.json")?)?;
-    let tokenizer = Tokenizer::from_json(&text("tokenizer.json")?)?;
     // As EmbeddingModel (its default maxTokens, 256).
     let max_tokens = 256.min(config.max_positions);
+    let tokenizer = Tokenizer::from_json(&text("tokenizer.json")?)?.with_truncation(max_tokens)?;
     let ids: Vec<Vec<u32>> = EMBED_SENTENCES
         .iter()
-        .map(|s| tokenizer.encode(s, max_tokens))
-        .collect();
+        .map(|s| tokenizer.encode(s, true))
+        .collect::<Result<_>>()?;
     let (plain_file, rows_file) = (read(Path::new(model))?, read(Path::new(rows))?);
     let (plain, compressed) = (
         Checkpoint::parse(&plain_file)?,

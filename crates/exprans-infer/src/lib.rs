@@ -5,14 +5,17 @@
 //!   ([`matvec::GpuMatrix::plain`]) or as its coded entry, decoded on the fly inside the kernel
 //!   ([`matvec::GpuMatrix::fused`]; files compressed with `--rows-per-block`). Both kernels add
 //!   the same products in the same order, so their outputs are bit-identical.
-//! - [`tokenizer`]: BERT WordPiece tokenization from a `tokenizer.json`.
+//! - [`tokenizer`]: Hugging Face tokenizers (BERT WordPiece, byte-level BPE, ...) from a
+//!   `tokenizer.json`, and streaming detokenization of generated ids.
+//! - [`chat`]: chat templates (`tokenizer_config.json`'s Jinja `chat_template`) rendered into
+//!   prompts.
 //! - [`bert`]: the encoder on the CPU (f32 reference) and on the GPU ([`bert::GpuBert`]) with
 //!   weights held plain, decoded once on the GPU, or fused.
 //! - [`shaders`]: the WGSL modules, assembled as they are compiled.
 
 pub mod bert;
+pub mod chat;
 pub mod checkpoint;
 pub mod matvec;
 pub mod shaders;
 pub mod tokenizer;
-mod unicode_tables;
