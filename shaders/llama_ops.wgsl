@@ -42,10 +42,8 @@ struct LlamaOp {
 @group(0) @binding(5) var<storage, read> beta: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-// Output values each invocation of `attention` accumulates.
-const DIMS_PER_INVOCATION: u32 = MAX_HEAD_DIM / WORKGROUP_SIZE;
-// Below every score; finite (WGSL does not promise infinities).
-const LOWEST: f32 = -3.0e38;
+// (ATTENTION_DIMS_PER_INVOCATION: output values each invocation of `attention` accumulates;
+// LOWEST_SCORE_SCORE: below every score and finite, as WGSL does not promise infinities.)
 
 var<workgroup> red: array<f32, WORKGROUP_SIZE>;
 var<workgroup> scores: array<f32, ATTENTION_CHUNK>;
@@ -148,12 +146,12 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let q = t * op.heads * hd + h * hd;
     let kv = (h / (op.heads / op.kv_heads)) * hd;
     let keys = op.pos0 + t + 1u;
-    var m = LOWEST;
+    var m = LOWEST_SCORE;
     var z = 0.0;
-    var acc = array<f32, DIMS_PER_INVOCATION>();
+    var acc = array<f32, ATTENTION_DIMS_PER_INVOCATION>();
     for (var j0 = 0u; j0 < keys; j0 += ATTENTION_CHUNK) {
         let n = min(ATTENTION_CHUNK, keys - j0);
-        var local_max = LOWEST;
+        var local_max = LOWEST_SCORE;
         for (var j = tid; j < n; j += WORKGROUP_SIZE) {
             let k = (j0 + j) * kv_width + kv;
             var s = 0.0;
@@ -173,7 +171,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         }
         // (workgroup_sum's barriers also publish the exponentials in `scores`.)
         z = z * alpha + workgroup_sum(tid, local_sum);
-        for (var r = 0u; r < DIMS_PER_INVOCATION; r++) {
+        for (var r = 0u; r < ATTENTION_DIMS_PER_INVOCATION; r++) {
             let d = tid + r * WORKGROUP_SIZE;
             if (d < hd) {
                 var s = 0.0;
@@ -186,7 +184,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         m = new_m;
         workgroupBarrier();
     }
-    for (var r = 0u; r < DIMS_PER_INVOCATION; r++) {
+    for (var r = 0u; r < ATTENTION_DIMS_PER_INVOCATION; r++) {
         let d = tid + r * WORKGROUP_SIZE;
         if (d < hd) {
             out[q + d] = acc[r] / z;

@@ -129,6 +129,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Generate text with a Llama-family language model (plain or compressed model directory);
+    /// tokens stream to stdout, the summary goes to stderr.
+    Generate(cli::generate::GenerateArgs),
 }
 
 /// Where to decode.
@@ -354,6 +357,10 @@ fn run(args: Args) -> Result<()> {
         }
         Command::Shaders { out } => {
             cli::shaders::run(&out)?;
+        }
+        Command::Generate(generate) => {
+            require_input(&generate.model)?;
+            cli::generate::run(&generate, quiet)?;
         }
     }
     Ok(())

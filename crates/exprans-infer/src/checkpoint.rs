@@ -175,13 +175,15 @@ pub struct Shards<'a> {
 }
 
 impl<'a> Shards<'a> {
-    /// Parses every shard file. Fails when a tensor name is in two shards, or when plain and
-    /// compressed shards are mixed.
-    pub fn parse(files: &[&'a [u8]]) -> Result<Shards<'a>> {
+    /// Parses every shard file, given with its name (for messages). Fails when a tensor name
+    /// is in two shards, or when plain and compressed shards are mixed.
+    pub fn parse(files: &[(&str, &'a [u8])]) -> Result<Shards<'a>> {
         let mut shards = Vec::with_capacity(files.len());
         let mut by_name = std::collections::HashMap::new();
-        for (i, file) in files.iter().enumerate() {
-            let checkpoint = Checkpoint::parse(file).map_err(|e| e.in_tensor(&format!("shard {i}")))?;
+        for (i, (shard, file)) in files.iter().enumerate() {
+            let checkpoint = Checkpoint::parse(file).map_err(|e| {
+                Error::invalid(format!("shard {}: {e}", exprans::quote(shard)))
+            })?;
             let names: Vec<String> = match &checkpoint {
                 Checkpoint::Plain { header, .. } => {
                     header.tensors.iter().map(|(n, _)| n.clone()).collect()

@@ -36,6 +36,13 @@ pub const ATTENTION_CHUNK: u32 = 1024;
 /// (`GPU_WORKGROUP_SIZE` = 64) accumulates `MAX_HEAD_DIM / 64` output values in registers.
 pub const MAX_HEAD_DIM: u32 = 256;
 
+/// Invocations per workgroup of the ops kernels: the core's `WORKGROUP_SIZE`
+/// ([`exprans::gpu::wgsl_constants`]), checked against it by a test.
+pub(crate) const WORKGROUP_SIZE: u32 = 64;
+
+/// Output values each invocation of the causal attention kernel accumulates.
+const ATTENTION_DIMS_PER_INVOCATION: u32 = MAX_HEAD_DIM / WORKGROUP_SIZE;
+
 /// `LlamaOp::flags` bit: `rope_rows` rotates (otherwise it copies).
 pub const OP_ROPE: u32 = 1;
 
@@ -143,6 +150,8 @@ pub fn constants() -> String {
          const ATTENTION_CHUNK: u32 = {ATTENTION_CHUNK}u;\n\
          const MAX_HEAD_DIM: u32 = {MAX_HEAD_DIM}u;\n\
          const OP_ROPE: u32 = {OP_ROPE}u;\n\
+         const ATTENTION_DIMS_PER_INVOCATION: u32 = {ATTENTION_DIMS_PER_INVOCATION}u;\n\
+         const LOWEST_SCORE: f32 = -3.0e38;\n\
          const DTYPE_BF16: u32 = {DTYPE_BF16}u;\n\
          const DTYPE_F16: u32 = {DTYPE_F16}u;\n\
          const OP_BIAS: u32 = {OP_BIAS}u;\n\
@@ -265,6 +274,12 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn workgroup_size_is_the_cores() {
+        let line = format!("const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;");
+        assert!(wgsl_constants().contains(&line));
     }
 
     /// Each uniform struct the host writes has the WGSL layout of its mirror (names, offsets,

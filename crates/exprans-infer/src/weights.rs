@@ -49,6 +49,28 @@ impl WeightMode {
     }
 }
 
+/// The mode a model is best held in: `Fused` when `source` is compressed and every coded 2-D
+/// tensor of `tensors` is in whole-row blocks, `Decoded` when it is compressed otherwise,
+/// `Plain` when it is not compressed.
+pub fn best_mode<'a>(
+    tensors: &[(String, TensorInfo)],
+    source: &impl TensorSource<'a>,
+) -> Result<WeightMode> {
+    if !source.is_compressed() {
+        return Ok(WeightMode::Plain);
+    }
+    for (name, info) in tensors {
+        if let [_, cols] = info.shape[..] {
+            if let Some(entry) = source.checkpoint_of(name)?.coded_entry(name)? {
+                if cols == 0 || entry.block_size() as u64 % cols != 0 {
+                    return Ok(WeightMode::Decoded);
+                }
+            }
+        }
+    }
+    Ok(WeightMode::Fused)
+}
+
 /// The weights as they are held on the GPU.
 #[derive(Debug)]
 pub(crate) struct Weights {

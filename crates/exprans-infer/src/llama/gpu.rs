@@ -14,7 +14,7 @@ use crate::checkpoint::TensorSource;
 use crate::context::GpuContext;
 use crate::matvec::{buffer, upload, CallBuffers, Dtype16, MatrixCall, MatrixOp};
 use crate::ops::{OpBuffers, OpCall};
-use crate::shaders::{Module, MAX_HEAD_DIM, OP_ROPE};
+use crate::shaders::{Module, MAX_HEAD_DIM, OP_ROPE, WORKGROUP_SIZE};
 use crate::weights::{WeightMode, Weights};
 
 /// Uniform parameters of one step of shaders/llama_ops.wgsl; mirrors `struct LlamaOp`.
@@ -162,9 +162,6 @@ pub struct GpuLlama {
     /// The matrix of each matrix call, in flag-slot order.
     matrix_names: Vec<String>,
 }
-
-/// Invocations per workgroup of the ops kernels (`WORKGROUP_SIZE` in the WGSL).
-const WORKGROUP_SIZE: u32 = 64;
 
 /// Tokens one submission runs at most (prefill runs longer prompts in chunks).
 pub const MAX_BATCH: usize = 128;
