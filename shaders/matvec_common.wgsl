@@ -105,14 +105,20 @@ fn epilogue(sum: f32, row: u32) -> f32 {
     return v;
 }
 
-// Adds the LANES partial sums of slot q by a fixed tree, in place; returns the total.
-fn reduce_lanes(q: u32) -> f32 {
+// Adds the LANES partial sums of each used slot by a fixed tree, in place, leaving the totals in
+// lane 0's slots: level `stride` adds lane k + stride into lane k (k < stride), every level
+// finished before the next. The used slots are q = row * MATVEC_MAX_BATCH + b for row < rows and
+// b < batch; all invocations share the work of a level. Called in uniform control flow.
+fn reduce_lanes(lane: u32, rows: u32, batch: u32) {
+    let used = rows * batch;
     for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
-        for (var k = 0u; k < stride; k++) {
+        for (var i = lane; i < stride * used; i += LANES) {
+            let k = i / used;
+            let q = (i % used) / batch * MATVEC_MAX_BATCH + i % batch;
             partial[k * PARTIAL_STRIDE + q] = partial[k * PARTIAL_STRIDE + q] + partial[(k + stride) * PARTIAL_STRIDE + q];
         }
+        workgroupBarrier();
     }
-    return partial[q];
 }
 
 // y[t][r] = sum_c W[r][c] x[t][c] (+ bias[r], GELU) for the block (x, y of the dispatch) and the
@@ -162,11 +168,12 @@ fn matvec(
             }
         }
         workgroupBarrier();
+        reduce_lanes(lane, chunk, batch);
         for (var q = lane; q < chunk * MATVEC_MAX_BATCH; q += LANES) {
             let b = q % MATVEC_MAX_BATCH;
             if (b < batch) {
                 let row = first_row + r0 + q / MATVEC_MAX_BATCH;
-                y[(t0 + b) * mv.rows + row] = epilogue(reduce_lanes(q), row);
+                y[(t0 + b) * mv.rows + row] = epilogue(partial[q], row);
             }
         }
         workgroupBarrier();

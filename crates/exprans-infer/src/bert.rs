@@ -22,9 +22,7 @@
 use std::collections::HashMap;
 
 use super::checkpoint::{Checkpoint, TensorInfo};
-use super::matvec::{
-    self, buffer, CallBuffers, Dtype16, MatrixCall, MatrixOp,
-};
+use super::matvec::{self, buffer, CallBuffers, Dtype16, MatrixCall, MatrixOp};
 use super::shaders::{Module, OP_RESIDUAL};
 use crate::ops::{OpBuffers, OpCall, OpKernels};
 use exprans::gpu::sync as wait;
@@ -412,7 +410,13 @@ struct BertOp {
 }
 
 impl BertOp {
-    fn new(ops: &OpKernels, device: &wgpu::Device, kind: OpKind, params: OpParams, buffers: OpBuffers) -> BertOp {
+    fn new(
+        ops: &OpKernels,
+        device: &wgpu::Device,
+        kind: OpKind,
+        params: OpParams,
+        buffers: OpBuffers,
+    ) -> BertOp {
         BertOp {
             kind,
             call: ops.call(device, kind as usize, params, buffers),

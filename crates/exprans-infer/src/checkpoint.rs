@@ -181,16 +181,17 @@ impl<'a> Shards<'a> {
         let mut shards = Vec::with_capacity(files.len());
         let mut by_name = std::collections::HashMap::new();
         for (i, (shard, file)) in files.iter().enumerate() {
-            let checkpoint = Checkpoint::parse(file).map_err(|e| {
-                Error::invalid(format!("shard {}: {e}", exprans::quote(shard)))
-            })?;
+            let checkpoint = Checkpoint::parse(file)
+                .map_err(|e| Error::invalid(format!("shard {}: {e}", exprans::quote(shard))))?;
             let names: Vec<String> = match &checkpoint {
                 Checkpoint::Plain { header, .. } => {
                     header.tensors.iter().map(|(n, _)| n.clone()).collect()
                 }
-                Checkpoint::Compressed { archive, .. } => {
-                    archive.tensors.iter().map(|t| t.index.name.clone()).collect()
-                }
+                Checkpoint::Compressed { archive, .. } => archive
+                    .tensors
+                    .iter()
+                    .map(|t| t.index.name.clone())
+                    .collect(),
             };
             for name in names {
                 if by_name.insert(name.clone(), i).is_some() {
@@ -205,7 +206,10 @@ impl<'a> Shards<'a> {
         if shards.is_empty() {
             return Err(Error::invalid("a model needs at least one shard"));
         }
-        if shards.iter().any(|s| s.is_compressed() != shards[0].is_compressed()) {
+        if shards
+            .iter()
+            .any(|s| s.is_compressed() != shards[0].is_compressed())
+        {
             return Err(Error::invalid(
                 "the model mixes plain and compressed shards; compress the whole directory",
             ));

@@ -54,7 +54,9 @@ impl GpuContext {
     /// The kernels of ops module `module`, compiled on first use.
     pub(crate) async fn op_kernels(&self, module: Module) -> Result<OpKernels> {
         let cached = |ops: &Vec<(Module, OpKernels)>| {
-            ops.iter().find(|(m, _)| *m == module).map(|(_, k)| k.clone())
+            ops.iter()
+                .find(|(m, _)| *m == module)
+                .map(|(_, k)| k.clone())
         };
         if let Some(k) = cached(&self.ops.lock().unwrap_or_else(|p| p.into_inner())) {
             return Ok(k);

@@ -64,7 +64,8 @@ impl ModelFiles {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_dir(dir: &std::path::Path) -> Result<ModelFiles> {
         let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name)).map_err(|e| Error::invalid(format!("{name}: {e}")))
+            std::fs::read_to_string(dir.join(name))
+                .map_err(|e| Error::invalid(format!("{name}: {e}")))
         };
         let optional = |name: &str| {
             let path = dir.join(name);

@@ -341,3 +341,154 @@ pub fn smollm2() -> Option<PathBuf> {
         None
     }
 }
+
+/// A small random model of the Llama family written as a Hugging Face directory (config.json,
+/// generation_config.json, tokenizer.json, tokenizer_config.json with a chat template,
+/// model.safetensors in BF16), so language-model tests run in seconds without downloads.
+pub struct TinyLm {
+    /// `LlamaForCausalLM`, `MistralForCausalLM` or `Qwen2ForCausalLM` (q/k/v biases).
+    pub architecture: &'static str,
+    /// Output projection is the embedding (no `lm_head.weight`).
+    pub tied: bool,
+    pub seed: u64,
+}
+
+/// Words of the tiny model's vocabulary: `<s>`, `</s>`, `<unk>`, then `w3 .. w{TINY_VOCAB-1}`.
+pub const TINY_VOCAB: u64 = 300;
+const TINY_HIDDEN: u64 = 64;
+const TINY_LAYERS: usize = 2;
+const TINY_HEADS: u64 = 4;
+const TINY_KV_HEADS: u64 = 2;
+const TINY_HEAD_DIM: u64 = 16;
+const TINY_INTER: u64 = 96;
+
+impl TinyLm {
+    /// The config.json text.
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "architectures": [self.architecture],
+            "hidden_size": TINY_HIDDEN,
+            "intermediate_size": TINY_INTER,
+            "num_hidden_layers": TINY_LAYERS,
+            "num_attention_heads": TINY_HEADS,
+            "num_key_value_heads": TINY_KV_HEADS,
+            "head_dim": TINY_HEAD_DIM,
+            "max_position_embeddings": 512,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "vocab_size": TINY_VOCAB,
+            "tie_word_embeddings": self.tied,
+            "hidden_act": "silu",
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+        })
+    }
+
+    /// The model's tensors: random weights (roughly unit-scale activations), norms near 1.
+    pub fn tensors(&self) -> Vec<T> {
+        let mut rng = Rng::seeded(self.seed);
+        let mut out = Vec::new();
+        let matrix = |out: &mut Vec<T>, rng: &mut Rng, name: String, rows: u64, cols: u64| {
+            let scale = 1.0 / (cols as f32).sqrt();
+            let values: Vec<f32> = (0..rows * cols).map(|_| rng.normal(scale * 1.7)).collect();
+            out.push(t(&name, "BF16", &[rows, cols], bf16s(values)));
+        };
+        let vector = |out: &mut Vec<T>, rng: &mut Rng, name: String, n: u64, base: f32| {
+            let values: Vec<f32> = (0..n).map(|_| base + rng.normal(0.1)).collect();
+            out.push(t(&name, "BF16", &[n], bf16s(values)));
+        };
+        let (h, q, kv) = (
+            TINY_HIDDEN,
+            TINY_HEADS * TINY_HEAD_DIM,
+            TINY_KV_HEADS * TINY_HEAD_DIM,
+        );
+        matrix(
+            &mut out,
+            &mut rng,
+            "model.embed_tokens.weight".into(),
+            TINY_VOCAB,
+            h,
+        );
+        for l in 0..TINY_LAYERS {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            vector(&mut out, &mut rng, p("input_layernorm.weight"), h, 1.0);
+            vector(
+                &mut out,
+                &mut rng,
+                p("post_attention_layernorm.weight"),
+                h,
+                1.0,
+            );
+            for (name, rows, cols) in [
+                ("self_attn.q_proj", q, h),
+                ("self_attn.k_proj", kv, h),
+                ("self_attn.v_proj", kv, h),
+                ("self_attn.o_proj", h, q),
+                ("mlp.gate_proj", TINY_INTER, h),
+                ("mlp.up_proj", TINY_INTER, h),
+                ("mlp.down_proj", h, TINY_INTER),
+            ] {
+                matrix(&mut out, &mut rng, p(&format!("{name}.weight")), rows, cols);
+                let qkv = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
+                if self.architecture == "Qwen2ForCausalLM" && qkv.contains(&name) {
+                    vector(&mut out, &mut rng, p(&format!("{name}.bias")), rows, 0.0);
+                }
+            }
+        }
+        vector(&mut out, &mut rng, "model.norm.weight".into(), h, 1.0);
+        if !self.tied {
+            matrix(&mut out, &mut rng, "lm_head.weight".into(), TINY_VOCAB, h);
+        }
+        out
+    }
+
+    /// A word-level tokenizer.json over the vocabulary (whitespace-split words).
+    pub fn tokenizer_json() -> String {
+        let mut vocab = serde_json::Map::new();
+        for (i, w) in ["<s>", "</s>", "<unk>"].iter().enumerate() {
+            vocab.insert(w.to_string(), i.into());
+        }
+        for i in 3..TINY_VOCAB {
+            vocab.insert(format!("w{i}"), i.into());
+        }
+        let special = |id: u64, content: &str| {
+            serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        };
+        serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [special(0, "<s>"), special(1, "</s>")],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "WhitespaceSplit"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+        })
+        .to_string()
+    }
+
+    /// Writes the model directory `dir` (created).
+    pub fn write(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
+        write("config.json", self.config().to_string());
+        write("generation_config.json", r#"{"eos_token_id": [1]}"#.into());
+        write("tokenizer.json", Self::tokenizer_json());
+        write(
+            "tokenizer_config.json",
+            serde_json::json!({
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "chat_template": "{% for m in messages %}<s> {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}w3 {% endif %}",
+            })
+            .to_string(),
+        );
+        std::fs::write(
+            dir.join("model.safetensors"),
+            safetensors_bytes(&self.tensors(), Some(r#"{"format":"pt"}"#)),
+        )
+        .unwrap();
+    }
+}

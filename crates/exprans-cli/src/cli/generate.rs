@@ -227,7 +227,8 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> Result<()> {
                 prefill: Duration::ZERO,
                 decode: Duration::ZERO,
             };
-            let tokens = pollster::block_on(generate(&mut timed, &prompt, &options, &mut on_token))?;
+            let tokens =
+                pollster::block_on(generate(&mut timed, &prompt, &options, &mut on_token))?;
             let timings = Timings {
                 load,
                 prefill: timed.prefill,
@@ -252,8 +253,9 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> Result<()> {
                 .adapter()
                 .map_or("?".to_string(), |a| format!("{} ({})", a.name, a.backend));
             let gpu = pollster::block_on(GpuContext::new(decoder))?;
-            let model = pollster::block_on(GpuLlama::load(&gpu, &lm.config, &shards, mode, context))
-                .map_err(in_model)?;
+            let model =
+                pollster::block_on(GpuLlama::load(&gpu, &lm.config, &shards, mode, context))
+                    .map_err(in_model)?;
             let (weight_bytes, activation_bytes) = (model.weight_bytes(), model.activation_bytes());
             let load = start.elapsed();
             let mut timed = Timed {
@@ -262,7 +264,8 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> Result<()> {
                 prefill: Duration::ZERO,
                 decode: Duration::ZERO,
             };
-            let tokens = pollster::block_on(generate(&mut timed, &prompt, &options, &mut on_token))?;
+            let tokens =
+                pollster::block_on(generate(&mut timed, &prompt, &options, &mut on_token))?;
             let timings = Timings {
                 load,
                 prefill: timed.prefill,
@@ -272,7 +275,11 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> Result<()> {
                 weight_bytes: Some(weight_bytes),
                 activation_bytes: Some(activation_bytes),
             };
-            (tokens, timings, format!("{adapter}, weights {}", mode.name()))
+            (
+                tokens,
+                timings,
+                format!("{adapter}, weights {}", mode.name()),
+            )
         }
     };
     if let Some(e) = stream_error {
@@ -297,7 +304,9 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> Result<()> {
     } else {
         let rest = text_out.finish()?;
         let mut out = stdout.lock();
-        let _ = out.write_all(rest.as_bytes()).and_then(|()| out.write_all(b"\n"));
+        let _ = out
+            .write_all(rest.as_bytes())
+            .and_then(|()| out.write_all(b"\n"));
     }
     if !quiet {
         let t = timings.json();

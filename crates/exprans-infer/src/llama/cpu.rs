@@ -114,7 +114,11 @@ impl CpuLlama {
         let id = id as usize;
         let mut x = self.t(EMBEDDING)[id * hs..(id + 1) * hs].to_vec();
         for l in 0..c.layers {
-            let n = rms_norm(&x, self.layer(l, "input_layernorm.weight").unwrap(), c.rms_norm_eps);
+            let n = rms_norm(
+                &x,
+                self.layer(l, "input_layernorm.weight").unwrap(),
+                c.rms_norm_eps,
+            );
             let mut q = self.proj(l, "self_attn.q_proj", &n);
             let mut k = self.proj(l, "self_attn.k_proj", &n);
             let v = self.proj(l, "self_attn.v_proj", &n);
@@ -186,7 +190,9 @@ impl CausalLm for CpuLlama {
             )));
         }
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab) {
-            return Err(Error::invalid(format!("token id {bad} is outside the vocabulary")));
+            return Err(Error::invalid(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
         }
         let mut x = Vec::new();
         for (i, &id) in ids.iter().enumerate() {

@@ -137,8 +137,21 @@ impl Buffers {
     /// GPU memory of activations and caches (not weights).
     fn bytes(&self) -> u64 {
         let mut all = vec![
-            &self.ids, &self.x, &self.n, &self.q, &self.q_rot, &self.k, &self.v, &self.att,
-            &self.proj, &self.gate, &self.up, &self.act, &self.last, &self.logits, &self.rope,
+            &self.ids,
+            &self.x,
+            &self.n,
+            &self.q,
+            &self.q_rot,
+            &self.k,
+            &self.v,
+            &self.att,
+            &self.proj,
+            &self.gate,
+            &self.up,
+            &self.act,
+            &self.last,
+            &self.logits,
+            &self.rope,
             &self.flags,
         ];
         all.extend(self.keys.iter().chain(&self.values));
@@ -202,10 +215,12 @@ impl GpuLlama {
         let weights = Weights::load(gpu, &tensors, source, mode)
             .await
             .map_err(|e| match mode {
-                WeightMode::Fused if e.to_string().contains("whole rows") => Error::invalid(format!(
-                    "{e}; compress the model with `exprans compress --rows-per-block 1` for \
+                WeightMode::Fused if e.to_string().contains("whole rows") => {
+                    Error::invalid(format!(
+                        "{e}; compress the model with `exprans compress --rows-per-block 16` for \
                      --weights fused, or use --weights decoded"
-                )),
+                    ))
+                }
                 _ => e,
             })?;
         let ops = gpu.op_kernels(Module::LlamaOps).await?;
@@ -231,9 +246,8 @@ impl GpuLlama {
         let c = config;
         let batch = MAX_BATCH.min(context);
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let act = |label: &str, width: usize| {
-            buffer(device, label, (4 * batch * width) as u64, storage)
-        };
+        let act =
+            |label: &str, width: usize| buffer(device, label, (4 * batch * width) as u64, storage);
         let matrix_calls = 2 + 7 * c.layers;
         let cache = |label: &str| {
             (0..c.layers)
@@ -370,9 +384,21 @@ impl GpuLlama {
                     bias: vector(&name(&format!("{part}.bias"))),
                     gelu: false,
                 };
-                matrix_step(steps, &name(&format!("{part}.weight")), op, input, output, false)
+                matrix_step(
+                    steps,
+                    &name(&format!("{part}.weight")),
+                    op,
+                    input,
+                    output,
+                    false,
+                )
             };
-            steps.push(norm(&name("input_layernorm.weight"), &b.x, &b.n, Rows::Step)?);
+            steps.push(norm(
+                &name("input_layernorm.weight"),
+                &b.x,
+                &b.n,
+                Rows::Step,
+            )?);
             linear(&mut steps, "self_attn.q_proj", &b.n, &b.q)?;
             linear(&mut steps, "self_attn.k_proj", &b.n, &b.k)?;
             linear(&mut steps, "self_attn.v_proj", &b.n, &b.v)?;
@@ -383,7 +409,11 @@ impl GpuLlama {
                     out: Some(output),
                     ..Default::default()
                 };
-                let width = if rows == Rows::Step { c.q_width() } else { c.kv_width() };
+                let width = if rows == Rows::Step {
+                    c.q_width()
+                } else {
+                    c.kv_width()
+                };
                 op(Kernel::RopeRows, rows, params(width, flags), buffers)
             };
             steps.push(rope(&b.q, &b.q_rot, Rows::Step, OP_ROPE));
@@ -396,7 +426,12 @@ impl GpuLlama {
                 out: Some(&b.att),
                 ..Default::default()
             };
-            steps.push(op(Kernel::Attention, Rows::Step, params(c.q_width(), 0), attention));
+            steps.push(op(
+                Kernel::Attention,
+                Rows::Step,
+                params(c.q_width(), 0),
+                attention,
+            ));
             linear(&mut steps, "self_attn.o_proj", &b.att, &b.proj)?;
             steps.push(elementwise(Kernel::Add, c.hidden, &b.proj, None, &b.x));
             steps.push(norm(
@@ -469,7 +504,8 @@ impl GpuLlama {
     fn submit_chunk(&self, ids: &[u32], pos0: usize, first: bool, last: bool) {
         let t = ids.len() as u32;
         let b = &self.buffers;
-        self.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
+        self.queue
+            .write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
         let mut encoder = self.device.create_command_encoder(&Default::default());
         if first {
             encoder.clear_buffer(&b.flags, 0, None);
@@ -520,7 +556,9 @@ impl CausalLm for GpuLlama {
             )));
         }
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab) {
-            return Err(Error::invalid(format!("token id {bad} is outside the vocabulary")));
+            return Err(Error::invalid(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
         }
         let chunks: Vec<&[u32]> = ids.chunks(self.max_batch).collect();
         let ((), errors) = wait::capture(&self.device, "running the model", || {

@@ -154,7 +154,9 @@ fn rope_frequencies(json: &Value, head_dim: usize) -> Result<Vec<f64>> {
             let high = number(scaling, "high_freq_factor", None)?;
             let old = number(scaling, "original_max_position_embeddings", None)?;
             if high <= low {
-                return Err(bad("rope llama3 scaling needs high_freq_factor > low_freq_factor"));
+                return Err(bad(
+                    "rope llama3 scaling needs high_freq_factor > low_freq_factor",
+                ));
             }
             let (low_wavelen, high_wavelen) = (old / low, old / high);
             for f in &mut inv_freq {
@@ -209,16 +211,26 @@ impl LlamaConfig {
         let head_dim = match json.get("head_dim") {
             None | Some(Value::Null) if hidden.is_multiple_of(heads) => hidden / heads,
             None | Some(Value::Null) => {
-                return Err(bad(format!("{heads} heads do not divide hidden size {hidden}")))
+                return Err(bad(format!(
+                    "{heads} heads do not divide hidden size {hidden}"
+                )))
             }
             Some(_) => count(&json, "head_dim", None)?,
         };
         if !head_dim.is_multiple_of(2) {
-            return Err(bad(format!("head_dim {head_dim} is odd; rotary positions need pairs")));
+            return Err(bad(format!(
+                "head_dim {head_dim} is odd; rotary positions need pairs"
+            )));
         }
-        let act = json.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
+        let act = json
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("silu");
         if act != "silu" {
-            return Err(bad(format!("activation {} is not supported (silu is)", quote(act))));
+            return Err(bad(format!(
+                "activation {} is not supported (silu is)",
+                quote(act)
+            )));
         }
         let mut max_positions = count(&json, "max_position_embeddings", None)?;
         let sliding = flag(&json, "use_sliding_window", !qwen2)?;
@@ -401,7 +413,12 @@ pub struct GeneratedToken {
 /// The `n` highest `(id, logit)` of `logits`, highest first, ties by lower id.
 pub fn top_logits(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
     let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
-    let key = |&i: &u32| (std::cmp::Reverse(crate::sample::OrderedLogit(logits[i as usize])), i);
+    let key = |&i: &u32| {
+        (
+            std::cmp::Reverse(crate::sample::OrderedLogit(logits[i as usize])),
+            i,
+        )
+    };
     let n = n.min(ids.len());
     if n == 0 {
         return Vec::new();
@@ -465,4 +482,137 @@ pub async fn generate<M: CausalLm>(
         pos += 1;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smollm2_like() -> Value {
+        serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 576, "intermediate_size": 1536,
+            "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+            "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+            "vocab_size": 49152, "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2
+        })
+    }
+
+    fn parse(json: &Value) -> Result<LlamaConfig> {
+        LlamaConfig::from_json(&json.to_string(), None)
+    }
+
+    fn error(json: &Value) -> String {
+        let e = parse(json).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e
+    }
+
+    #[test]
+    fn reads_every_field_the_family_varies() {
+        let c = parse(&smollm2_like()).unwrap();
+        assert_eq!((c.hidden, c.heads, c.kv_heads, c.head_dim), (576, 9, 3, 64));
+        assert_eq!((c.layers, c.intermediate, c.vocab), (30, 1536, 49152));
+        assert!(c.tied_embeddings && !c.qkv_bias && !c.o_bias && !c.mlp_bias);
+        assert_eq!(
+            (c.bos_token_id, c.eos_token_ids.clone()),
+            (Some(1), vec![2])
+        );
+        assert_eq!(c.inv_freq.len(), 32);
+        assert!((c.inv_freq[1] - 100000f64.powf(-2.0 / 64.0)).abs() < 1e-15);
+        // transformers 5: theta inside rope_parameters; EOS lists joined with the generation
+        // config's; explicit head_dim; untied.
+        let mut j = smollm2_like();
+        j.as_object_mut().unwrap().remove("rope_theta");
+        j["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 500000.0});
+        j["head_dim"] = 128.into();
+        j["eos_token_id"] = serde_json::json!([2, 7]);
+        j["tie_word_embeddings"] = false.into();
+        let c =
+            LlamaConfig::from_json(&j.to_string(), Some(r#"{"eos_token_id": [7, 9]}"#)).unwrap();
+        assert!((c.inv_freq[1] - 500000f64.powf(-2.0 / 128.0)).abs() < 1e-15);
+        assert_eq!(
+            (c.head_dim, c.eos_token_ids.clone(), c.tied_embeddings),
+            (128, vec![2, 7, 9], false)
+        );
+        // Qwen2: q/k/v biases; Mistral: the sliding window bounds the context.
+        let mut q = smollm2_like();
+        q["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]);
+        assert!(parse(&q).unwrap().qkv_bias);
+        let mut m = smollm2_like();
+        m["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+        m["sliding_window"] = 4096.into();
+        assert_eq!(parse(&m).unwrap().max_positions, 4096);
+        let mut b = smollm2_like();
+        b["attention_bias"] = true.into();
+        b["mlp_bias"] = true.into();
+        let c = parse(&b).unwrap();
+        assert!(c.qkv_bias && c.o_bias && c.mlp_bias);
+    }
+
+    #[test]
+    fn llama3_rope_scaling_matches_its_definition() {
+        let mut j = smollm2_like();
+        j["rope_theta"] = 500000.0.into();
+        j["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192});
+        let c = parse(&j).unwrap();
+        let base = |i: usize| 500000f64.powf(-((2 * i) as f64) / 64.0);
+        // High frequencies (wavelength < 2048) unchanged, low ones (> 8192) divided by 8.
+        assert_eq!(c.inv_freq[0], base(0));
+        assert!((c.inv_freq[31] - base(31) / 8.0).abs() < 1e-18);
+        let mid = (0..32).find(|&i| {
+            let w = 2.0 * std::f64::consts::PI / base(i);
+            w > 2048.0 && w < 8192.0
+        });
+        let i = mid.expect("a smoothed frequency");
+        assert!(c.inv_freq[i] < base(i) && c.inv_freq[i] > base(i) / 8.0);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_run_in_one_line() {
+        let with = |key: &str, value: Value| {
+            let mut j = smollm2_like();
+            j[key] = value;
+            j
+        };
+        let without = |key: &str| {
+            let mut j = smollm2_like();
+            j.as_object_mut().unwrap().remove(key);
+            j
+        };
+        let cases = [
+            (
+                with("architectures", serde_json::json!(["GPT2LMHeadModel"])),
+                "'GPT2LMHeadModel' is not supported",
+            ),
+            (without("architectures"), "no \"architectures\""),
+            (without("hidden_size"), "no \"hidden_size\""),
+            (with("num_key_value_heads", 2.into()), "do not divide"),
+            (with("hidden_size", (-5).into()), "not a positive integer"),
+            (with("head_dim", 63.into()), "odd"),
+            (with("hidden_act", "gelu".into()), "activation 'gelu'"),
+            (
+                with(
+                    "rope_scaling",
+                    serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
+                ),
+                "'yarn' is not supported",
+            ),
+            (with("rope_theta", "big".into()), "not a positive number"),
+            (
+                with("tie_word_embeddings", "yes".into()),
+                "not true or false",
+            ),
+            (with("eos_token_id", (-1).into()), "not a token id"),
+        ];
+        for (json, want) in cases {
+            let e = error(&json);
+            assert!(e.contains(want), "{e} (wanted {want})");
+        }
+        assert!(LlamaConfig::from_json("[1]", None).is_err());
+        assert!(LlamaConfig::from_json("{", None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid"));
+    }
 }
