@@ -61,8 +61,14 @@ pub struct LanguageModel {
 impl ModelFiles {
     /// Reads the directory `dir`: the JSON files, and the shards named by
     /// `model.safetensors.index.json` (or every `*.safetensors` file, sorted) mapped read-only.
+    /// Errors name the directory.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_dir(dir: &std::path::Path) -> Result<ModelFiles> {
+        Self::read_dir_unnamed(dir).map_err(|e| e.in_file(dir))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read_dir_unnamed(dir: &std::path::Path) -> Result<ModelFiles> {
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name))
                 .map_err(|e| Error::invalid(format!("{name}: {e}")))
@@ -75,15 +81,15 @@ impl ModelFiles {
                 Ok(None)
             }
         };
-        if !dir.is_dir() {
-            return Err(Error::invalid(format!(
-                "{}: not a model directory (config.json, tokenizer.json and safetensors shards)",
-                dir.display()
-            )));
+        if !dir.is_dir() || !dir.join("config.json").is_file() {
+            return Err(Error::invalid(
+                "not a model directory (it needs config.json, tokenizer.json and safetensors \
+                 shards)",
+            ));
         }
         let mut shard_names = Vec::new();
         let index = std::fs::read_dir(dir)
-            .map_err(|e| Error::invalid(format!("{}: {e}", dir.display())))?
+            .map_err(|e| Error::invalid(e.to_string()))?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".safetensors.index.json"))
@@ -112,7 +118,7 @@ impl ModelFiles {
             }
         } else {
             shard_names = std::fs::read_dir(dir)
-                .map_err(|e| Error::invalid(format!("{}: {e}", dir.display())))?
+                .map_err(|e| Error::invalid(e.to_string()))?
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n.ends_with(".safetensors"))
@@ -120,10 +126,7 @@ impl ModelFiles {
             shard_names.sort();
         }
         if shard_names.is_empty() {
-            return Err(Error::invalid(format!(
-                "{}: no .safetensors shards in the directory",
-                dir.display()
-            )));
+            return Err(Error::invalid("no .safetensors shards in the directory"));
         }
         let mut shards = Vec::new();
         for name in shard_names {

@@ -151,7 +151,7 @@ impl<M: CausalLm> CausalLm for Timed<M> {
 pub fn run(args: &GenerateArgs, quiet: bool) -> Result<()> {
     let start = Instant::now();
     let in_model = |e: Error| e.in_file(&args.model);
-    let files = ModelFiles::read_dir(&args.model).map_err(in_model)?;
+    let files = ModelFiles::read_dir(&args.model)?;
     let lm = files.language_model().map_err(in_model)?;
     let shards = files.shards().map_err(in_model)?;
     let prompt_text = match (&args.prompt, &args.chat) {
