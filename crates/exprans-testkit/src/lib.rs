@@ -351,6 +351,8 @@ pub struct TinyLm {
     /// Output projection is the embedding (no `lm_head.weight`).
     pub tied: bool,
     pub seed: u64,
+    /// F16 weights instead of BF16.
+    pub f16: bool,
 }
 
 /// Words of the tiny model's vocabulary: `<s>`, `</s>`, `<unk>`, then `w3 .. w{TINY_VOCAB-1}`.
@@ -388,14 +390,19 @@ impl TinyLm {
     pub fn tensors(&self) -> Vec<T> {
         let mut rng = Rng::seeded(self.seed);
         let mut out = Vec::new();
+        let f16 = self.f16;
+        let half16 = |name: &str, shape: &[u64], values: Vec<f32>| match f16 {
+            true => t(name, "F16", shape, f16s(values)),
+            false => t(name, "BF16", shape, bf16s(values)),
+        };
         let matrix = |out: &mut Vec<T>, rng: &mut Rng, name: String, rows: u64, cols: u64| {
             let scale = 1.0 / (cols as f32).sqrt();
             let values: Vec<f32> = (0..rows * cols).map(|_| rng.normal(scale * 1.7)).collect();
-            out.push(t(&name, "BF16", &[rows, cols], bf16s(values)));
+            out.push(half16(&name, &[rows, cols], values));
         };
         let vector = |out: &mut Vec<T>, rng: &mut Rng, name: String, n: u64, base: f32| {
             let values: Vec<f32> = (0..n).map(|_| base + rng.normal(0.1)).collect();
-            out.push(t(&name, "BF16", &[n], bf16s(values)));
+            out.push(half16(&name, &[n], values));
         };
         let (h, q, kv) = (
             TINY_HIDDEN,
@@ -467,6 +474,31 @@ impl TinyLm {
             "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
         })
         .to_string()
+    }
+
+    /// Writes the model directory `dir` (created), its tensors in `shards` shard files
+    /// (`model-0000i-of-0000n.safetensors` and `model.safetensors.index.json` when more than one).
+    pub fn write_sharded(&self, dir: &Path, shards: usize) {
+        self.write(dir);
+        if shards < 2 {
+            return;
+        }
+        std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+        let tensors = self.tensors();
+        let per = tensors.len().div_ceil(shards);
+        let mut map = serde_json::Map::new();
+        let mut parts: Vec<Vec<T>> = (0..shards).map(|_| Vec::new()).collect();
+        for (i, t) in tensors.into_iter().enumerate() {
+            let file = format!("model-{:05}-of-{shards:05}.safetensors", i / per + 1);
+            map.insert(t.name.clone(), file.into());
+            parts[i / per].push(t);
+        }
+        for (i, part) in parts.iter().enumerate() {
+            let file = format!("model-{:05}-of-{shards:05}.safetensors", i + 1);
+            std::fs::write(dir.join(file), safetensors_bytes(part, None)).unwrap();
+        }
+        let index = serde_json::json!({"metadata": {}, "weight_map": map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
     }
 
     /// Writes the model directory `dir` (created).
