@@ -110,7 +110,7 @@ pub(crate) fn get(options: Option<&Object>, key: &str) -> JsValue {
         .unwrap_or(JsValue::UNDEFINED)
 }
 
-fn opt_bool(options: Option<&Object>, key: &str, default: bool) -> Res<bool> {
+pub(crate) fn opt_bool(options: Option<&Object>, key: &str, default: bool) -> Res<bool> {
     let v = get(options, key);
     if v.is_undefined() || v.is_null() {
         return Ok(default);
@@ -132,7 +132,7 @@ pub(crate) fn opt_u64(options: Option<&Object>, key: &str) -> Res<Option<u64>> {
     }
 }
 
-fn opt_function(options: Option<&Object>, key: &str) -> Res<Option<Function>> {
+pub(crate) fn opt_function(options: Option<&Object>, key: &str) -> Res<Option<Function>> {
     let v = get(options, key);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
@@ -151,7 +151,7 @@ pub(crate) fn object(props: &[(&str, JsValue)]) -> Object {
     o
 }
 
-fn set(o: &Object, key: &str, value: impl Into<JsValue>) {
+pub(crate) fn set(o: &Object, key: &str, value: impl Into<JsValue>) {
     Reflect::set(o, &key.into(), &value.into()).expect("setting a property of a plain object");
 }
 
@@ -187,6 +187,9 @@ fn buffer_usage(options: Option<&Object>) -> Res<wgpu::BufferUsages> {
 pub struct WebDecoder {
     pub(crate) gpu: Rc<GpuDecoder>,
     adapter: JsValue,
+    /// What the browser says of the adapter (`GPUAdapterInfo`), as a plain object; null when
+    /// it says nothing.
+    adapter_info: JsValue,
     /// The inference kernels (`EmbeddingModel`), compiled on this device at first use.
     pub(crate) infer: RefCell<Option<Rc<exprans_infer::bert::GpuContext>>>,
 }
@@ -212,9 +215,12 @@ impl WebDecoder {
             }
             None => JsValue::NULL,
         };
+        let gpu = Rc::new(gpu);
+        let adapter_info = browser_adapter_info(&gpu).await;
         Ok(WebDecoder {
-            gpu: Rc::new(gpu),
+            gpu,
             adapter,
+            adapter_info,
             infer: RefCell::new(None),
         })
     }
@@ -229,6 +235,7 @@ impl WebDecoder {
         Ok(WebDecoder {
             gpu: Rc::new(gpu),
             adapter: self.adapter.clone(),
+            adapter_info: self.adapter_info.clone(),
             infer: RefCell::new(None),
         })
     }
@@ -258,10 +265,120 @@ impl WebDecoder {
         self.gpu.path().to_string()
     }
 
-    /// What the adapter offers (backend, name, subgroups, limits), as a plain object.
+    /// What the adapter offers (backend, name, subgroups, limits), as a plain object. In a
+    /// browser wgpu gets no name or driver (they are empty); see `adapterInfo`.
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> JsValue {
         self.adapter.clone()
+    }
+
+    /// What the browser says of the adapter, as a plain object `{vendor, architecture, device,
+    /// description, isFallbackAdapter?, subgroupMinSize?, subgroupMaxSize?}` (a copy of the
+    /// device's `GPUAdapterInfo`: `GPUDevice.adapterInfo`, else `GPUAdapter.info`, else the
+    /// older `requestAdapterInfo()`); null when the browser gives none. Browsers may leave
+    /// fields empty (to limit fingerprinting).
+    #[wasm_bindgen(getter, js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> JsValue {
+        self.adapter_info.clone()
+    }
+
+    /// A name for the adapter: wgpu's adapter name where it has one, else the browser's
+    /// `description`, else its `vendor`, `architecture` and `device` (e.g. "google swiftshader");
+    /// an empty string when the browser gives none of them.
+    #[wasm_bindgen(getter, js_name = adapterName)]
+    pub fn adapter_name(&self) -> String {
+        self.name()
+    }
+}
+
+impl WebDecoder {
+    /// See [`WebDecoder::adapter_name`].
+    pub(crate) fn name(&self) -> String {
+        if let Some(name) = self.gpu.adapter().map(|a| a.name.trim()) {
+            if !name.is_empty() {
+                return name.to_string();
+            }
+        }
+        let field = |k: &str| {
+            get(self.adapter_info.dyn_ref::<Object>(), k)
+                .as_string()
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let description = field("description");
+        if !description.is_empty() {
+            return description;
+        }
+        ["vendor", "architecture", "device"]
+            .map(field)
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The fields of a `GPUAdapterInfo` (attributes on its prototype, which `JSON.stringify` and
+/// object spreading do not see) copied into a plain object; null for anything but an object.
+fn plain_adapter_info(info: &JsValue) -> JsValue {
+    if !info.is_object() {
+        return JsValue::NULL;
+    }
+    let out = Object::new();
+    for key in [
+        "vendor",
+        "architecture",
+        "device",
+        "description",
+        "isFallbackAdapter",
+        "subgroupMinSize",
+        "subgroupMaxSize",
+    ] {
+        let v = Reflect::get(info, &key.into()).unwrap_or(JsValue::UNDEFINED);
+        if !v.is_undefined() {
+            set(&out, key, v);
+        }
+    }
+    out.into()
+}
+
+/// What the browser says of the decoder's adapter: the device's `adapterInfo` (Chrome 132 and
+/// later), else the `info` of the adapter `navigator.gpu.requestAdapter()` gives (the same
+/// preference as wgpu's), else that adapter's `requestAdapterInfo()` (older browsers).
+async fn browser_adapter_info(gpu: &GpuDecoder) -> JsValue {
+    if let Some(device) = gpu.device().as_webgpu() {
+        let device: &JsValue = device.as_ref();
+        let info = Reflect::get(device, &"adapterInfo".into()).unwrap_or(JsValue::UNDEFINED);
+        if info.is_object() {
+            return plain_adapter_info(&info);
+        }
+    }
+    let call = |target: &JsValue, method: &str, args: &Array| -> Option<js_sys::Promise> {
+        let f: Function = Reflect::get(target, &method.into()).ok()?.dyn_into().ok()?;
+        f.apply(target, args).ok()?.dyn_into().ok()
+    };
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or_default();
+    let Ok(gpu_js) = Reflect::get(&navigator, &"gpu".into()) else {
+        return JsValue::NULL;
+    };
+    let preference = object(&[("powerPreference", "high-performance".into())]);
+    let Some(request) = call(&gpu_js, "requestAdapter", &Array::of1(&preference)) else {
+        return JsValue::NULL;
+    };
+    let adapter = match JsFuture::from(request).await {
+        Ok(a) if a.is_object() => a,
+        _ => return JsValue::NULL,
+    };
+    let info = Reflect::get(&adapter, &"info".into()).unwrap_or(JsValue::UNDEFINED);
+    if info.is_object() {
+        return plain_adapter_info(&info);
+    }
+    match call(&adapter, "requestAdapterInfo", &Array::new()) {
+        Some(p) => JsFuture::from(p)
+            .await
+            .map(|i| plain_adapter_info(&i))
+            .unwrap_or(JsValue::NULL),
+        None => JsValue::NULL,
     }
 }
 

@@ -29,9 +29,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::api::{
-    byte_length, describe, fetch_request, get, js_error, lib_error, now_ms, object, opt_u64,
+    byte_length, describe, get, js_error, lib_error, now_ms, number, object, opt_function, opt_u64,
     u8_array_of, Res, WebDecoder,
 };
+use crate::fetch::{fetch_bytes, fetch_text, Progress};
 
 /// The longest input sentence-transformers gives all-MiniLM-L6-v2 (`max_seq_length`).
 const DEFAULT_MAX_TOKENS: u64 = 256;
@@ -39,44 +40,7 @@ const DEFAULT_MAX_TOKENS: u64 = 256;
 const ROW_ALIGNED_HINT: &str = "fused weights need a compressed model whose blocks are whole \
      matrix rows: make it with `exprans compress MODEL.safetensors --rows-per-block 32`";
 
-/// The whole answer to a GET of `url`.
-async fn fetch_all(url: &str) -> Res<web_sys::Response> {
-    let request =
-        web_sys::Request::new_with_str(url).map_err(|e| format!("{url}: {}", describe(&e)))?;
-    let response: web_sys::Response = JsFuture::from(fetch_request(&request))
-        .await
-        .map_err(|e| format!("{url}: fetch failed: {}", describe(&e)))?
-        .unchecked_into();
-    if !response.ok() {
-        return Err(format!(
-            "{url}: HTTP {} {}",
-            response.status(),
-            response.status_text()
-        ));
-    }
-    Ok(response)
-}
-
-async fn fetch_bytes(url: &str) -> Res<Vec<u8>> {
-    let response = fetch_all(url).await?;
-    let body = response.array_buffer().map_err(|e| describe(&e))?;
-    let body = JsFuture::from(body)
-        .await
-        .map_err(|e| format!("{url}: reading the answer failed: {}", describe(&e)))?;
-    Ok(js_sys::Uint8Array::new(&body).to_vec())
-}
-
-async fn fetch_text(url: &str) -> Res<String> {
-    let response = fetch_all(url).await?;
-    let body = response.text().map_err(|e| describe(&e))?;
-    JsFuture::from(body)
-        .await
-        .map_err(|e| format!("{url}: reading the answer failed: {}", describe(&e)))?
-        .as_string()
-        .ok_or_else(|| format!("{url}: the answer is not text"))
-}
-
-fn opt_string(options: &Object, key: &str) -> Res<Option<String>> {
+pub(crate) fn opt_string(options: &Object, key: &str) -> Res<Option<String>> {
     let v = get(Some(options), key);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
@@ -98,8 +62,9 @@ async fn text_option(options: &Object, key: &str, file: &str) -> Res<String> {
     }
 }
 
-/// The model file: `modelBytes` (an `ArrayBuffer`, a typed array or a `Blob`) or `modelUrl`.
-async fn model_bytes(options: &Object) -> Res<Vec<u8>> {
+/// The model file: `modelBytes` (an `ArrayBuffer`, a typed array or a `Blob`) or `modelUrl`
+/// (downloaded with `"download"` progress reports).
+async fn model_bytes(options: &Object, progress: &Progress) -> Res<Vec<u8>> {
     let bytes = get(Some(options), "modelBytes");
     if !bytes.is_undefined() && !bytes.is_null() {
         if let Some(blob) = bytes.dyn_ref::<web_sys::Blob>() {
@@ -116,7 +81,21 @@ async fn model_bytes(options: &Object) -> Res<Vec<u8>> {
         return Ok(array.to_vec());
     }
     match opt_string(options, "modelUrl")? {
-        Some(url) => fetch_bytes(&url).await,
+        Some(url) => {
+            let file: JsValue = url.as_str().into();
+            fetch_bytes(&url, |loaded, total| {
+                let total = total.map_or(JsValue::NULL, number);
+                progress.report(
+                    "download",
+                    &[
+                        ("file", file.clone()),
+                        ("loaded", number(loaded)),
+                        ("total", total),
+                    ],
+                )
+            })
+            .await
+        }
         None => Err("give modelUrl or modelBytes (the compressed model file)".into()),
     }
 }
@@ -141,7 +120,7 @@ fn check_row_aligned(config: &BertConfig, checkpoint: &Checkpoint) -> Res<()> {
 }
 
 /// The inference kernels on `decoder`'s device, compiled once per `Decoder`.
-async fn context(decoder: &WebDecoder) -> Res<Rc<GpuContext>> {
+pub(crate) async fn context(decoder: &WebDecoder) -> Res<Rc<GpuContext>> {
     if let Some(c) = decoder.infer.borrow().as_ref() {
         return Ok(c.clone());
     }
@@ -172,6 +151,7 @@ pub struct WebEmbeddingModel {
 impl WebEmbeddingModel {
     async fn load_inner(decoder: &WebDecoder, options: Object) -> Res<WebEmbeddingModel> {
         let start = now_ms();
+        let progress = Progress(opt_function(Some(&options), "onProgress")?);
         let mode_name = opt_string(&options, "weights")?.unwrap_or_else(|| "fused".into());
         let mode = WeightMode::from_name(&mode_name).ok_or_else(|| {
             format!("option 'weights' is '{mode_name}': use \"fused\", \"plain\" or \"decoded\"")
@@ -188,8 +168,10 @@ impl WebEmbeddingModel {
         let max_tokens = (max_tokens as usize)
             .min(config.max_positions)
             .min(ATTENTION_MAX_TOKENS as usize);
-        let file = model_bytes(&options).await?;
+        let file = model_bytes(&options, &progress).await?;
         let checkpoint = Checkpoint::parse(&file).map_err(|e| format!("model file: {e}"))?;
+        let tensors = config.tensor_names().len();
+        progress.report("parse", &[("tensors", number(tensors as u64))])?;
         if mode.needs_compressed() && !checkpoint.is_compressed() {
             return Err(format!(
                 "weights \"{}\" need a compressed model (.exprans.safetensors); this is a plain \
@@ -200,7 +182,17 @@ impl WebEmbeddingModel {
         if mode == WeightMode::Fused {
             check_row_aligned(&config, &checkpoint)?;
         }
+        if decoder.infer.borrow().is_none() {
+            progress.report("kernels", &[])?;
+        }
         let gpu = context(decoder).await?;
+        progress.report(
+            "weights",
+            &[
+                ("tensors", number(tensors as u64)),
+                ("weights", mode.name().into()),
+            ],
+        )?;
         let bert = GpuBert::load(&gpu, &config, &checkpoint, mode)
             .await
             .map_err(|e| {
@@ -213,6 +205,14 @@ impl WebEmbeddingModel {
             })?;
         let max_tokens = max_tokens.min(bert.max_tokens());
         let tokenizer = tokenizer.with_truncation(max_tokens).map_err(lib_error)?;
+        progress.report(
+            "ready",
+            &[
+                ("tensors", number(tensors as u64)),
+                ("weightBytes", number(bert.weight_bytes())),
+                ("loadMs", JsValue::from_f64(now_ms() - start)),
+            ],
+        )?;
         Ok(WebEmbeddingModel {
             hidden: config.hidden,
             max_tokens,
@@ -282,7 +282,12 @@ impl WebEmbeddingModel {
     /// - `weights`: `"fused"` (default: matrices kept compressed, decoded inside the matrix
     ///   kernels), `"decoded"` (decoded once on the GPU) or `"plain"` (decoded on the CPU and
     ///   uploaded);
-    /// - `maxTokens`: longer sentences are truncated (default 256).
+    /// - `maxTokens`: longer sentences are truncated (default 256);
+    /// - `onProgress`: called with `{phase, ...}` as the load goes on: `"download"` (`file`,
+    ///   `loaded`, `total` bytes; `total` null when the server gives no length; at most every
+    ///   MiB), `"parse"` (`tensors`), `"kernels"` (the inference kernels are compiled: the first
+    ///   model on a decoder only), `"weights"` (`tensors`, `weights`: uploading them and decoding
+    ///   on the GPU, in one submission), `"ready"` (`tensors`, `weightBytes`, `loadMs`).
     pub async fn load(decoder: &WebDecoder, options: Object) -> Result<WebEmbeddingModel, JsError> {
         Self::load_inner(decoder, options).await.map_err(js_error)
     }

@@ -24,8 +24,14 @@ pub mod http;
 #[cfg(target_arch = "wasm32")]
 mod api;
 #[cfg(target_arch = "wasm32")]
+mod chat;
+#[cfg(target_arch = "wasm32")]
 mod embed;
 #[cfg(target_arch = "wasm32")]
+mod fetch;
+#[cfg(target_arch = "wasm32")]
 pub use api::{crc32c, version, webgpu_available, WebDecoder, WebFile};
+#[cfg(target_arch = "wasm32")]
+pub use chat::WebChatModel;
 #[cfg(target_arch = "wasm32")]
 pub use embed::{cosine, WebEmbeddingModel};

@@ -2,7 +2,7 @@
 //! `exprans compress`: `config.json`, `generation_config.json`, `tokenizer.json`,
 //! `tokenizer_config.json` and the safetensors shards.
 
-use exprans::{quote, Error, Result};
+use exprans::{Error, Result};
 
 use crate::chat::ChatTemplate;
 use crate::checkpoint::Shards;
@@ -69,6 +69,7 @@ impl ModelFiles {
 
     #[cfg(not(target_arch = "wasm32"))]
     fn read_dir_unnamed(dir: &std::path::Path) -> Result<ModelFiles> {
+        use exprans::quote;
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name))
                 .map_err(|e| Error::invalid(format!("{name}: {e}")))

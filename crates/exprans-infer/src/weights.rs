@@ -62,7 +62,7 @@ pub fn best_mode<'a>(
     for (name, info) in tensors {
         if let [_, cols] = info.shape[..] {
             if let Some(entry) = source.checkpoint_of(name)?.coded_entry(name)? {
-                if cols == 0 || entry.block_size() as u64 % cols != 0 {
+                if cols == 0 || !(entry.block_size() as u64).is_multiple_of(cols) {
                     return Ok(WeightMode::Decoded);
                 }
             }

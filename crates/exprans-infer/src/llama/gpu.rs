@@ -202,7 +202,7 @@ impl GpuLlama {
             return Err(Error::invalid("a context of 0 positions holds no token"));
         }
         let tensors = config.checked_tensors(source)?;
-        let limit = gpu.device().limits().max_storage_buffer_binding_size as u64;
+        let limit = gpu.device().limits().max_storage_buffer_binding_size;
         for (name, info) in &tensors {
             let bytes = info.shape.iter().product::<u64>() * 2;
             if bytes > limit {
