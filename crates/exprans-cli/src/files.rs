@@ -141,7 +141,28 @@ pub fn open_archive(path: &Path) -> Result<(memmap2::Mmap, Archive)> {
     Ok((data, archive))
 }
 
-/// Decompresses an exprans file, giving back the original file byte for byte.
+/// Fails when the file system of `target` has less than `needed` bytes free for an unprivileged
+/// user (where the platform tells; elsewhere the write itself fails when the disk fills).
+fn check_space(target: &Path, needed: u64) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = parent_dir(target);
+        if let Ok(st) = rustix::fs::statvfs(dir) {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if free < needed {
+                return Err(Error::invalid(format!(
+                    "the output needs {needed} bytes, only {free} are free on its file system"
+                ))
+                .in_file(target));
+            }
+        }
+    }
+    let _ = (target, needed);
+    Ok(())
+}
+
+/// Decompresses an exprans file, giving back the original file byte for byte, decoding in
+/// bounded memory (large tensors in pieces) straight into a temporary file renamed at the end.
 pub fn decompress_file(
     input: &Path,
     output: &Path,
@@ -150,6 +171,8 @@ pub fn decompress_file(
     progress: ProgressFn,
 ) -> Result<SizeReport> {
     let (data, archive) = open_archive(input)?;
+    check_target(output, force)?;
+    check_space(output, archive.original_len())?;
     let mut out = Output::create(output, force)?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, out.file());
     exprans::decompress_into(&data, &archive, decoder, &mut writer, progress)

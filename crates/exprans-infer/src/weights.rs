@@ -49,6 +49,31 @@ impl WeightMode {
     }
 }
 
+/// The first coded 2-D tensor of `tensors` whose blocks are not whole rows (the fused kernels
+/// decode one block of whole rows per workgroup), as an error saying how to make a file that
+/// fuses; `Ok` when there is none.
+pub(crate) fn check_fusable<'a>(
+    tensors: &[(String, TensorInfo)],
+    source: &impl TensorSource<'a>,
+) -> Result<()> {
+    for (name, info) in tensors {
+        if let [_, cols] = info.shape[..] {
+            if let Some(entry) = source.checkpoint_of(name)?.coded_entry(name)? {
+                if cols == 0 || !(entry.block_size() as u64).is_multiple_of(cols) {
+                    return Err(Error::invalid(format!(
+                        "tensor {}: blocks of {} values are not whole rows of {cols}; fused \
+                         weights need a model compressed with `exprans compress \
+                         --rows-per-block 16` (or use --weights decoded)",
+                        quote(name),
+                        entry.block_size()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The mode a model is best held in: `Fused` when `source` is compressed and every coded 2-D
 /// tensor of `tensors` is in whole-row blocks, `Decoded` when it is compressed otherwise,
 /// `Plain` when it is not compressed.
@@ -59,16 +84,11 @@ pub fn best_mode<'a>(
     if !source.is_compressed() {
         return Ok(WeightMode::Plain);
     }
-    for (name, info) in tensors {
-        if let [_, cols] = info.shape[..] {
-            if let Some(entry) = source.checkpoint_of(name)?.coded_entry(name)? {
-                if cols == 0 || !(entry.block_size() as u64).is_multiple_of(cols) {
-                    return Ok(WeightMode::Decoded);
-                }
-            }
-        }
+    match check_fusable(tensors, source) {
+        Ok(()) => Ok(WeightMode::Fused),
+        Err(Error::Invalid(_)) => Ok(WeightMode::Decoded),
+        Err(e) => Err(e),
     }
-    Ok(WeightMode::Fused)
 }
 
 /// The weights as they are held on the GPU.
@@ -111,6 +131,9 @@ impl Weights {
                 "weights held {} need a compressed model (exprans compress)",
                 mode.name()
             )));
+        }
+        if mode == WeightMode::Fused {
+            check_fusable(tensors, source)?;
         }
         let (loaded, errors) = wait::capture(gpu.device(), "uploading the weights", || {
             Self::upload(gpu, tensors, source, mode)

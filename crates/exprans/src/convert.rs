@@ -24,6 +24,22 @@ pub trait TensorDecoder {
         items: &[(&TensorIndex, &[u8])],
         outs: &mut Vec<Vec<u8>>,
     ) -> Result<()>;
+
+    /// Decodes one tensor, handing its decoded bytes to `each` in order, in one or more pieces,
+    /// with both checksums checked (the decoded one after the last piece). The CPU decoder
+    /// streams pieces of about [`BATCH_BYTES`], so a tensor larger than memory decodes in
+    /// bounded memory; the default decodes the whole tensor with
+    /// [`TensorDecoder::decode_batch`].
+    fn decode_streamed(
+        &mut self,
+        t: &TensorIndex,
+        stored: &[u8],
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut outs = Vec::new();
+        self.decode_batch(&[(t, stored)], &mut outs)?;
+        each(&outs[0])
+    }
 }
 
 impl TensorDecoder for CpuDecoder {
@@ -48,11 +64,22 @@ impl TensorDecoder for CpuDecoder {
             .zip(outs.iter_mut())
             .try_for_each(|((t, stored), out)| decoder.decode_tensor_into(t, stored, out))
     }
+
+    fn decode_streamed(
+        &mut self,
+        t: &TensorIndex,
+        stored: &[u8],
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.decode_tensor_chunks(t, stored, BATCH_BYTES as usize, each)
+    }
 }
 
 /// Work is done in batches of consecutive tensors of at most this many original bytes (or one
-/// larger tensor): tensors of a batch are compressed or decoded together, so memory stays
-/// bounded by this plus twice the largest tensor.
+/// larger tensor): tensors of a batch are compressed or decoded together. Decoding holds at most
+/// about this much decoded data (larger tensors are decoded in pieces of this size,
+/// [`TensorDecoder::decode_streamed`]); compressing holds a batch or one larger tensor and its
+/// coded form.
 pub const BATCH_BYTES: u64 = 64 << 20;
 
 /// Splits `sizes` into ranges of consecutive items of at most [`BATCH_BYTES`] in all (a larger
@@ -141,7 +168,7 @@ pub fn compress(input: &[u8], opts: &EncodeOptions) -> Result<Vec<u8>> {
 }
 
 /// Decodes every tensor of `file` in data order, in batches, handing each to `each` until it
-/// returns `false`.
+/// returns `false`; a tensor larger than [`BATCH_BYTES`] is handed on in consecutive pieces.
 fn for_each_decoded(
     file: &[u8],
     archive: &Archive,
@@ -149,9 +176,25 @@ fn for_each_decoded(
     mut each: impl FnMut(&TensorIndex, &[u8]) -> Result<bool>,
 ) -> Result<()> {
     let tensors = &archive.tensors;
-    // Output buffers live across batches: their memory is reused rather than faulted in anew.
+    // Decoded buffers, reused from batch to batch.
     let mut outs = Vec::new();
     for batch in batches(tensors.iter().map(|t| t.index.bytes)) {
+        if let [one] = &tensors[batch.clone()] {
+            if one.index.bytes > BATCH_BYTES {
+                // One large tensor, decoded and handed on in pieces.
+                let mut go_on = true;
+                decoder.decode_streamed(&one.index, one.stored_in(file)?, &mut |piece| {
+                    if go_on {
+                        go_on = each(&one.index, piece)?;
+                    }
+                    Ok(())
+                })?;
+                if !go_on {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         let items: Vec<(&TensorIndex, &[u8])> = tensors[batch]
             .iter()
             .map(|t| Ok((&t.index, t.stored_in(file)?)))
@@ -176,9 +219,9 @@ pub fn decompress_into<W: Write>(
     progress: ProgressFn,
 ) -> Result<()> {
     out.write_all(&archive.source_header_bytes())?;
-    for_each_decoded(file, archive, decoder, |t, decoded| {
+    for_each_decoded(file, archive, decoder, |_, decoded| {
         out.write_all(decoded)?;
-        progress(t.bytes);
+        progress(decoded.len() as u64);
         Ok(true)
     })?;
     out.flush()?;
@@ -276,7 +319,7 @@ pub fn verify(
             }
             pos += decoded.len();
         }
-        progress(t.bytes);
+        progress(decoded.len() as u64);
         Ok(true)
     })?;
     Ok(mismatch)

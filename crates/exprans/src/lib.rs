@@ -65,7 +65,7 @@ pub use archive::{Archive, ArchiveTensor, Encoding, TensorIndex, FORMAT_NAME, FO
 pub use codec::{CodedEntry, EncodeOptions, EntrySections, SizeBreakdown};
 pub use convert::{
     compress, compress_into, decompress, decompress_into, verify, Mismatch, ProgressFn,
-    TensorDecoder,
+    TensorDecoder, BATCH_BYTES,
 };
 pub use cpu::CpuKernel;
 pub use error::{quote, Error, ErrorKind, Result};

@@ -135,6 +135,60 @@ impl CpuDecoder {
         check_decoded(t, out)
     }
 
+    /// Decodes one tensor in pieces of at most about `chunk_bytes` bytes (whole blocks; at least
+    /// one block), calling `each` with every piece in order, so that a tensor larger than memory
+    /// can be written out as it is decoded. Both checksums are checked: the stored one before
+    /// anything is decoded, the decoded one over all pieces after the last (so `each` may have
+    /// seen bytes of a tensor that then fails; callers writing files discard the output). The
+    /// reference decoder decodes the whole tensor as one piece.
+    pub fn decode_tensor_chunks(
+        &self,
+        t: &TensorIndex,
+        stored: &[u8],
+        chunk_bytes: usize,
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (kernel, parallel) = match *self {
+            CpuDecoder::Reference => {
+                let decoded = self.decode_tensor(t, stored)?;
+                return each(&decoded);
+            }
+            CpuDecoder::Fast { parallel } => (CpuKernel::best(), parallel),
+            CpuDecoder::Kernel { kernel, parallel } => (kernel, parallel),
+        };
+        let mut crc = 0;
+        match open_stored(t, stored)? {
+            Stored::Raw(bytes) => {
+                for piece in bytes.chunks(chunk_bytes.max(1)) {
+                    crc = crc32c::crc32c_append(crc, piece);
+                    each(piece)?;
+                }
+            }
+            Stored::Coded(entry) => {
+                let value_bytes = entry.header.layout.value_bytes();
+                let block_bytes = entry.header.block_size as usize * value_bytes;
+                let per_piece = (chunk_bytes / block_bytes.max(1)).max(1);
+                let (n, blocks) = (entry.value_count(), entry.geometry.block_count);
+                let mut piece = Vec::new();
+                for first in (0..blocks).step_by(per_piece) {
+                    let end = (first + per_piece).min(blocks);
+                    let values = (end * block_bytes / value_bytes).min(n)
+                        - first * block_bytes / value_bytes;
+                    piece.clear();
+                    piece.resize(values * value_bytes, 0);
+                    cpu::decode_fast_blocks(kernel, &entry, first..end, &mut piece, parallel)
+                        .map_err(|e| e.in_tensor(&t.name))?;
+                    crc = crc32c::crc32c_append(crc, &piece);
+                    each(&piece)?;
+                }
+            }
+        }
+        if crc != t.decoded_crc32c {
+            return Err(Error::corrupt("decoded bytes fail their checksum").in_tensor(&t.name));
+        }
+        Ok(())
+    }
+
     /// Decodes a parsed coded entry into `out` (`value_count * value_bytes` bytes). No checksum
     /// is involved: the entry's own checks (every lane must end exactly at its last word with
     /// the encoder's initial state) are all there is.

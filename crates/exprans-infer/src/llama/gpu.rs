@@ -212,17 +212,7 @@ impl GpuLlama {
                 )));
             }
         }
-        let weights = Weights::load(gpu, &tensors, source, mode)
-            .await
-            .map_err(|e| match mode {
-                WeightMode::Fused if e.to_string().contains("whole rows") => {
-                    Error::invalid(format!(
-                        "{e}; compress the model with `exprans compress --rows-per-block 16` for \
-                     --weights fused, or use --weights decoded"
-                    ))
-                }
-                _ => e,
-            })?;
+        let weights = Weights::load(gpu, &tensors, source, mode).await?;
         let ops = gpu.op_kernels(Module::LlamaOps).await?;
         let lm_head = config.lm_head_name(source);
         let (model, errors) = wait::capture(gpu.device(), "building the forward pass", || {

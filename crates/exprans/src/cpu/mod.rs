@@ -202,6 +202,19 @@ pub fn decode_fast_with(
     out: &mut [u8],
     parallel: bool,
 ) -> Result<()> {
+    decode_fast_blocks(kernel, entry, 0..entry.geometry.block_count, out, parallel)
+}
+
+/// [`decode_fast_with`] for blocks `blocks` of `entry` only, into `out`: exactly those blocks'
+/// decoded bytes (the last block may be short). Lets a host decode a tensor larger than its
+/// memory in pieces.
+pub fn decode_fast_blocks(
+    kernel: CpuKernel,
+    entry: &CodedEntry,
+    blocks: std::ops::Range<usize>,
+    out: &mut [u8],
+    parallel: bool,
+) -> Result<()> {
     if !kernel.is_available() {
         return Err(Error::invalid(format!(
             "CPU kernel {} is not available on this CPU",
@@ -210,7 +223,18 @@ pub fn decode_fast_with(
     }
     let layout = entry.header.layout;
     let n = entry.value_count();
-    assert_eq!(out.len(), n * layout.value_bytes(), "output size");
+    let block = entry.header.block_size as usize;
+    assert!(
+        blocks.end <= entry.geometry.block_count,
+        "blocks of the entry"
+    );
+    let first_value = blocks.start * block;
+    let end_value = (blocks.end * block).min(n).max(first_value);
+    assert_eq!(
+        out.len(),
+        (end_value - first_value) * layout.value_bytes(),
+        "output size"
+    );
     let word_count = entry.header.words_count as usize;
     let kernel = if word_count > SIMD_MAX_WORDS {
         CpuKernel::Scalar
@@ -242,7 +266,7 @@ pub fn decode_fast_with(
         kernel,
     };
     let block_bytes = ctx.block * layout.value_bytes();
-    let run = |(b, chunk): (usize, &mut [u8])| ctx.decode_block(entry, b, chunk);
+    let run = |(b, chunk): (usize, &mut [u8])| ctx.decode_block(entry, blocks.start + b, chunk);
     #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
     if parallel {
         use rayon::prelude::*;
