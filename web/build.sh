@@ -10,7 +10,12 @@
 #                          all-MiniLM-L6-v2.bf16.safetensors and all-MiniLM-L6-v2/{tokenizer,config}.json),
 #                          the embedding demo's data: the model compressed with --rows-per-block 32
 #                          (and with default blocks, which fused weights refuse), its tokenizer and
-#                          config, and the native reference embeddings (embeddings.json)
+#                          config, and the native reference embeddings (embeddings.json); and, when
+#                          SmolLM2-135M-Instruct is in $TARGET_DIR/models (web/test.sh fetches it),
+#                          the chat demo's data: the model directory compressed with
+#                          --rows-per-block 1 and the native greedy reply to the test's chat prompt
+#                          (chat.json, from `exprans generate --json`; kept while the program and the
+#                          model are unchanged)
 #
 # Needs rustup and cargo; adds the wasm32 target and installs wasm-bindgen-cli at exactly the
 # wasm-bindgen version of Cargo.lock when they are missing.
@@ -74,5 +79,16 @@ if [ "${1:-}" = "--data" ]; then
       "$DATA/all-MiniLM-L6-v2.rows32.exprans.safetensors"
   else
     echo "SKIPPED: embedding demo data: $MODEL or $MODEL_DIR/{tokenizer,config}.json is missing"
+  fi
+  CHAT_MODEL=${EXPRANS_CHAT_MODEL:-$TARGET_DIR/models/SmolLM2-135M-Instruct}
+  CHAT_DIR="$DATA/SmolLM2-135M-Instruct.rows1.exprans"
+  if [ -f "$CHAT_MODEL/model.safetensors" ] && [ -f "$CHAT_MODEL/tokenizer.json" ]; then
+    echo "== chat demo data (SmolLM2-135M-Instruct, --rows-per-block 1)"
+    "$TARGET_DIR/release/exprans" -q compress "$CHAT_MODEL" --force --rows-per-block 1 -o "$CHAT_DIR"
+    "$TARGET_DIR/release/examples/web_fixtures" --chat "$DATA" "$TARGET_DIR/release/exprans" "$CHAT_DIR"
+  else
+    rm -f "$DATA/chat.json"
+    echo "SKIPPED: chat demo data: $CHAT_MODEL/{model.safetensors,tokenizer.json} is missing" \
+      "(web/test.sh fetches it with ../shared/tools/fetch-smollm2.sh)"
   fi
 fi

@@ -70,11 +70,26 @@ async function run(open, what) {
   $("summary").removeAttribute("data-state");
   $("fetch").disabled = $("pick").disabled = true;
   const verify = $("verify").checked;
+  const bar = $("progress");
+  const progressText = $("progress-text");
+  bar.removeAttribute("value");
+  progressText.textContent = "reading the header";
+  $("progress-box").hidden = false;
   try {
     $("status").textContent = `Opening ${what}…`;
     const dec = await decoder();
     const file = await open();
     const n = file.tensors.length;
+    const storedTotal = file.tensors.reduce((s, t) => s + t.storedBytes, 0);
+    let done = 0;
+    let fetched = 0;
+    const showProgress = () => {
+      bar.max = Math.max(n, 1);
+      bar.value = done;
+      progressText.textContent = `${done} of ${n} tensors decoded, ${bytes(fetched)} of ` +
+        `${bytes(storedTotal)} ${file.source === "url" ? "fetched" : "read"}`;
+    };
+    showProgress();
     const how = file.rangeRequests ? "tensor by tensor with range requests" : `from ${file.source}`;
     $("status").textContent =
       `${what}: ${n} tensors, ${bytes(file.fileLen)} compressed, ${bytes(file.originalLen)} ` +
@@ -84,7 +99,12 @@ async function run(open, what) {
     const results = await file.decodeAllToBuffers(dec, {
       verify,
       stopOnError: false,
-      onTensor: (r) => addRow(r, verify),
+      onTensor: (r) => {
+        addRow(r, verify);
+        done += 1;
+        fetched += r.storedBytes;
+        showProgress();
+      },
     });
     const wall = performance.now() - started;
     // A real page would now use the buffers (they live on dec.device); the demo frees them.
@@ -136,9 +156,9 @@ async function main() {
     decoders.default = Decoder.create();
     const dec = await decoders.default;
     const a = dec.adapter ?? {};
-    // Browsers hide the adapter's name from wgpu; GPUAdapterInfo has vendor and architecture.
-    const info = (await navigator.gpu.requestAdapter())?.info ?? {};
-    const name = a.name || [info.vendor, info.architecture].filter(Boolean).join(" ") || "(unnamed)";
+    // wgpu gets only GPUAdapterInfo.description, which browsers often leave empty; adapterName
+    // falls back to the browser's vendor and architecture.
+    const name = dec.adapterName || "the browser gives no adapter name";
     $("device").textContent =
       `WebGPU adapter: ${name}, ${a.device_type}; decode kernel: ${dec.kernelPath}` +
       `${dec.kernelPath === "portable" ? " (wgpu 30 does not enable subgroups in browsers)" : ""}; ` +

@@ -23,6 +23,31 @@ function showNoWebGPU(message) {
   $("device").textContent = "";
 }
 
+/** A status line that also shows how long its phase has run (updated every 100 ms while it
+ * waits on the GPU, which reports nothing in between). */
+function phaseClock(el) {
+  let text = "";
+  let since = performance.now();
+  const show = () => {
+    el.textContent = text ? `${text} (${((performance.now() - since) / 1000).toFixed(1)} s)` : "";
+  };
+  const timer = setInterval(show, 100);
+  return {
+    set(t) { text = t; since = performance.now(); show(); },
+    stop() { clearInterval(timer); el.textContent = ""; },
+  };
+}
+
+const PHASES = {
+  download: () => "downloading the model",
+  parse: (p) => `parsed ${p.tensors} tensors`,
+  kernels: () => "compiling the inference kernels",
+  weights: (p) => `uploading ${p.tensors} tensors to the GPU` +
+    (p.weights === "fused" ? " (matrices kept compressed; the others decoded on the GPU)" :
+      p.weights === "decoded" ? " and decoding them on the GPU" : " (decoded on the CPU)"),
+  ready: (p) => `loaded in ${(p.loadMs / 1000).toFixed(1)} s`,
+};
+
 const mib = (n) => `${(n / 1048576).toFixed(1)} MiB (${n.toLocaleString("en")} bytes)`;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -99,6 +124,12 @@ async function run() {
   summary.textContent = "";
   window.embedDemo = { state: "running", results: null, error: null, decoder };
   $("run").disabled = true;
+  const bar = $("progress");
+  const progressText = $("progress-text");
+  const clock = phaseClock($("status"));
+  $("progress-box").hidden = false;
+  bar.removeAttribute("value");
+  progressText.textContent = "";
   try {
     if (!sentences.length) throw new Error("type at least one sentence");
     if (!modes.length) throw new Error("pick at least one weight mode");
@@ -107,25 +138,57 @@ async function run() {
     await source("tokenizer", options);
     await source("config", options);
     const results = [];
-    for (const weights of modes) {
-      $("status").textContent = `loading the model with ${weights} weights…`;
-      const model = await EmbeddingModel.load(decoder, { ...options, weights });
+    const passes = modes.length * sentences.length;
+    let pass = 0;
+    for (const [m, weights] of modes.entries()) {
+      const what = `${weights} weights (model ${m + 1} of ${modes.length})`;
+      clock.set(`${what}: loading`);
+      let phase = "";
+      const model = await EmbeddingModel.load(decoder, {
+        ...options,
+        weights,
+        onProgress: (p) => {
+          if (p.phase !== phase) {
+            phase = p.phase;
+            clock.set(`${what}: ${PHASES[p.phase]?.(p) ?? p.phase}`);
+          }
+          if (p.phase === "download") {
+            if (p.total) {
+              bar.max = p.total;
+              bar.value = p.loaded;
+            }
+            progressText.textContent = `${mib(p.loaded)}${p.total ? ` of ${mib(p.total)}` : ""} fetched`;
+          }
+        },
+      });
       try {
-        $("status").textContent = `${weights}: embedding ${sentences.length} sentence(s)…`;
-        const embeddings = await model.embed(sentences);
+        const embeddings = [];
+        const passMs = [];
+        for (const [i, sentence] of sentences.entries()) {
+          bar.max = passes;
+          bar.value = pass;
+          progressText.textContent = `forward pass ${pass + 1} of ${passes}`;
+          clock.set(`${weights}: embedding sentence ${i + 1} of ${sentences.length}`);
+          embeddings.push((await model.embed(sentence))[0]);
+          passMs.push(model.lastPassMs[0]);
+          pass += 1;
+        }
         results.push({ weights, weightBytes: model.weightBytes, loadMs: model.loadMs,
-          passMs: model.lastPassMs, embeddings, ids: sentences.map((s) => Array.from(model.tokenize(s))) });
+          passMs, embeddings, ids: sentences.map((s) => Array.from(model.tokenize(s))) });
       } finally {
         model.free();
       }
     }
+    bar.max = 1;
+    bar.value = 1;
+    progressText.textContent = `${passes} forward passes done`;
+    clock.stop();
     render(sentences, results);
-    $("status").textContent = "";
     summary.textContent = `${sentences.length} sentence(s) embedded with ${modes.join(", ")} weights`;
     summary.dataset.state = "done";
     window.embedDemo = { state: "done", results, error: null, decoder };
   } catch (e) {
-    $("status").textContent = "";
+    clock.stop();
     summary.textContent = `Error: ${e.message ?? e}`;
     summary.dataset.state = "error";
     window.embedDemo = { state: "error", results: null, error: String(e.message ?? e), decoder };
@@ -151,7 +214,10 @@ async function main() {
     return;
   }
   const a = decoder.adapter ?? {};
-  $("device").textContent = `WebGPU device: ${a.name || "?"} ${a.driver || ""} (${a.backend ?? "WebGPU"})`;
+  // wgpu gets only GPUAdapterInfo.description, which browsers often leave empty; adapterName
+  // falls back to the browser's vendor and architecture.
+  $("device").textContent = `WebGPU adapter: ${decoder.adapterName || "the browser gives no adapter name"}` +
+    `${decoder.adapterInfo?.isFallbackAdapter ? " (a fallback, software adapter)" : ""} (${a.backend ?? "WebGPU"})`;
   $("run").disabled = false;
   $("run").addEventListener("click", run);
   window.embedDemo.decoder = decoder;

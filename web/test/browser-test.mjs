@@ -5,12 +5,18 @@
 // own UI, and checks the message a browser without WebGPU gets. Any failure, including a
 // Chromium that cannot be started, exits with status 1: nothing is skipped.
 //
-//   node web/test/browser-test.mjs --data DIR [--chromium PATH] [--embed-only]
+//   node web/test/browser-test.mjs --data DIR [--chromium PATH] [--embed-only] [--chat-only]
 //
 // When DIR holds embeddings.json (web/build.sh --data writes it when all-MiniLM-L6-v2 is in the
-// shared models folder), it also runs the sentence-embedding test on embed.html; otherwise it
-// prints "SKIPPED: ..." for that part only. --embed-only runs just that part (and then fails,
-// since the rest was not checked): for working on it.
+// shared models folder), it also runs the sentence-embedding test on embed.html; when it holds
+// chat.json (written when SmolLM2-135M-Instruct is in target/models), the chat test on
+// chat.html; otherwise it prints "SKIPPED: ..." for that part only. --embed-only and
+// --chat-only run just that part (and then fail, since the rest was not checked): for working
+// on it.
+//
+// Progress: each page's progress elements are sampled by a timer of the page's own every 20 ms
+// while it works; a value the timer sees is one the page could show (the event loop was free),
+// so a page that blocks until the end shows one value only. The test asserts more than one.
 //
 // DIR holds expected.json and the compressed files (web/test.sh makes it). The Chromium binary is
 // --chromium, else $CHROMIUM, else /usr/bin/chromium (Debian's package `chromium`).
@@ -23,7 +29,9 @@ import { startServer } from "../serve.mjs";
 
 const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu"];
-const TIMEOUT_MS = 12 * 60 * 1000;
+// The chat test alone takes several minutes on SwiftShader (a prefill of 37 tokens and 7 more
+// forward steps of a 135M-parameter model).
+const TIMEOUT_MS = 45 * 60 * 1000;
 // Whether the browser's fused embeddings must be bit-identical to the native GPU's (see
 // web/README.md, "Sentence embeddings").
 const EMBED_BIT_IDENTICAL = false;
@@ -37,6 +45,66 @@ function option(name, fallback) {
   const args = process.argv.slice(2);
   const i = args.indexOf(name);
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+}
+
+/** Starts sampling the text of the elements `selectors` (the last match of each) in `page`,
+ * every 20 ms from a timer of the page's own, keeping each new value. */
+async function startSampling(page, selectors) {
+  await page.evaluate((sels) => {
+    clearInterval(window.__sampler);
+    window.__samples = Object.fromEntries(sels.map((s) => [s, []]));
+    const take = () => {
+      for (const s of sels) {
+        const all = document.querySelectorAll(s);
+        const v = all.length ? all[all.length - 1].textContent : "";
+        const list = window.__samples[s];
+        if (list.at(-1) !== v) list.push(v);
+      }
+    };
+    take();
+    window.__sampler = setInterval(take, 20);
+  }, selectors);
+}
+
+/** Stops sampling; resolves to {selector: [distinct successive values]}. */
+async function stopSampling(page) {
+  return page.evaluate(() => {
+    clearInterval(window.__sampler);
+    return window.__samples;
+  });
+}
+
+/** The distinct non-empty values of a sampled element, with the "(12.3 s)" phase clocks the
+ * pages append removed (a clock alone is not progress). */
+function distinct(values) {
+  return [...new Set(values.map((v) => v.replace(/ \(\d+(\.\d+)? s\)$/, "").trim()).filter(Boolean))];
+}
+
+/** Checks that every sampled element took more than one value; returns a report line. */
+function checkProgress(what, samples, failures) {
+  const parts = [];
+  for (const [selector, values] of Object.entries(samples)) {
+    const d = distinct(values);
+    parts.push(`${selector} ${d.length} values`);
+    if (d.length < 2) failures.push(`${what}: ${selector} showed ${d.length} value(s) while it worked: ${JSON.stringify(d)}`);
+  }
+  return `${what} progress seen by the page's timer: ${parts.join(", ")}`;
+}
+
+/** The adapter line of a page must name the adapter (not "?", not empty). */
+async function checkAdapterLine(page, what, failures) {
+  const line = (await page.textContent("#device")) ?? "";
+  const name = await page.evaluate(async () => {
+    const { Decoder } = await import("/pkg/exprans_web.js");
+    const d = await Decoder.create();
+    const r = { name: d.adapterName, info: d.adapterInfo };
+    d.free();
+    return r;
+  });
+  if (!name.name || /\?/.test(line) || !line.includes(name.name)) {
+    failures.push(`${what}: adapter line '${line}' (adapterName '${name.name}', adapterInfo ${JSON.stringify(name.info)})`);
+  }
+  return { line, ...name };
 }
 
 const mbps = (x) => (x == null ? "–" : x.toFixed(0).padStart(6));
@@ -118,13 +186,22 @@ async function embedTest(browser, url, data, failures) {
   if (!/--rows-per-block 32/.test(refusal)) failures.push(`embed: a model without whole-row blocks gave: ${refusal}`);
   console.log(`\nembedding test: default-block model refused for fused weights: ${refusal.slice(0, 110)}…`);
 
-  // 2. The page's UI: the test sentences, fused and plain weights.
+  const adapter = await checkAdapterLine(page, "embed page", failures);
+  console.log(`embed page: ${adapter.line}`);
+
+  // 2. The page's UI: the test sentences, fused and plain weights; its progress elements update
+  //    while it works.
   await page.fill("#sentences", ref.sentences.join("\n"));
   for (const mode of ["fused", "plain", "decoded"]) {
     await page.setChecked(`.mode[value=${mode}]`, mode !== "decoded");
   }
+  await startSampling(page, ["#progress-text", "#status"]);
   await page.click("#run");
   await page.waitForSelector("#summary[data-state]", { timeout: 300_000 });
+  const samples = await stopSampling(page);
+  console.log(checkProgress("embed page", samples, failures));
+  console.log(`  #progress-text: ${distinct(samples["#progress-text"]).slice(0, 4).join(" | ")} …`);
+  console.log(`  #status: ${distinct(samples["#status"]).join(" | ")}`);
   const state = await page.getAttribute("#summary", "data-state");
   const summary = await page.textContent("#summary");
   console.log(`embed page: ${summary}`);
@@ -213,6 +290,176 @@ async function embedTest(browser, url, data, failures) {
   return report;
 }
 
+/** The chat test (chat.html, ChatModel): SmolLM2-135M-Instruct from its compressed directory,
+ * driven through the page's UI: the download and load progress update, the reply streams into
+ * the page token by token, and its greedy token ids (and prompt ids and text) equal those of the
+ * native runtime (`exprans generate --json`, in chat.json from examples/web_fixtures.rs --chat).
+ * Then generateIds continues the same conversation from the KV cache for one step, whose
+ * highest logits are compared with the native step's. Returns the results for
+ * browser-results.json, or null when SmolLM2 is absent. */
+async function chatTest(browser, url, data, failures) {
+  const refPath = path.join(data, "chat.json");
+  if (!fs.existsSync(refPath)) {
+    console.log("\nSKIPPED: chat test: no chat.json (web/build.sh --data writes it when " +
+      "SmolLM2-135M-Instruct is in target/models; web/test.sh fetches it with ../shared/tools/fetch-smollm2.sh)");
+    return null;
+  }
+  const ref = JSON.parse(fs.readFileSync(refPath, "utf8"));
+  const native = ref.native;
+  const started = Date.now();
+  console.log(`\nchat test: ${ref.model}, weights ${ref.weights}, context ${ref.context}, ` +
+    `"${ref.prompt}", at most ${ref.maxNewTokens} new tokens (minutes on SwiftShader)`);
+  const page = await browser.newPage();
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") console.log(`  [chat page ${m.type()}] ${m.text()}`);
+  });
+  await page.goto(`${url}/chat.html`);
+  await page.waitForFunction(() => window.chatReady !== undefined, null, { timeout: 60_000 });
+  const ready = await page.evaluate(() => window.chatReady);
+  if (ready !== "ready") {
+    failures.push(`chat page: no WebGPU device (${ready}): ${await page.textContent("#no-webgpu")}`);
+    return null;
+  }
+  const adapter = await checkAdapterLine(page, "chat page", failures);
+  console.log(`chat page: ${adapter.line}`);
+
+  // 1. Load: the download bar's text and the load status update while it works.
+  await page.fill("#base-url", `data/${ref.model}/`);
+  await page.selectOption("#weights", ref.weights);
+  await page.fill("#context", String(ref.context));
+  await startSampling(page, ["#download-text", "#load-status"]);
+  await page.click("#load");
+  await page.waitForFunction(() => ["loaded", "error"].includes(window.chatDemo.state), null,
+    { timeout: 600_000, polling: 500 });
+  const loadSamples = await stopSampling(page);
+  const loaded = await page.evaluate(() => {
+    const m = window.chatDemo.model;
+    return { state: window.chatDemo.state, error: window.chatDemo.error, phases: window.chatDemo.load?.phases,
+      weightBytes: m?.weightBytes, activationBytes: m?.activationBytes, loadMs: m?.loadMs, weights: m?.weights,
+      context: m?.context, adapter: m?.adapter, info: m?.info, status: document.getElementById("load-status").textContent,
+      memory: document.getElementById("memory").textContent };
+  });
+  if (loaded.state !== "loaded") {
+    failures.push(`chat page: loading failed: ${loaded.error}`);
+    return null;
+  }
+  console.log(`chat page: ${loaded.status}`);
+  console.log(`chat page: ${loaded.memory}`);
+  console.log(checkProgress("chat page load", loadSamples, failures));
+  const downloads = distinct(loadSamples["#download-text"]);
+  console.log(`  #download-text: ${downloads.slice(0, 3).join(" | ")} … ${downloads.at(-1)}`);
+  console.log(`  #load-status: ${distinct(loadSamples["#load-status"]).join(" | ")}`);
+  const t = native.timings ?? {};
+  if (loaded.weightBytes !== t.weight_bytes) {
+    failures.push(`chat: ${loaded.weightBytes} bytes of weights on the GPU, native ${t.weight_bytes}`);
+  }
+  if (loaded.activationBytes !== t.activation_bytes) {
+    failures.push(`chat: ${loaded.activationBytes} bytes of activations and KV cache, native ${t.activation_bytes}`);
+  }
+  if (ref.weights !== "auto" && loaded.weights !== ref.weights) failures.push(`chat: weights ${loaded.weights}`);
+  if (loaded.adapter !== adapter.name) failures.push(`chat: model.adapter '${loaded.adapter}', decoder '${adapter.name}'`);
+
+  // 2. The chat prompt through the UI: the reply streams into the page; greedy ids as native.
+  await page.fill("#input", ref.prompt);
+  await page.fill("#max-new-tokens", String(ref.maxNewTokens));
+  await page.fill("#temperature", "0");
+  await startSampling(page, [".message.assistant .text", "#stats"]);
+  await page.click("#send");
+  await page.waitForFunction(() => ["done", "error"].includes(window.chatDemo.state), null,
+    { timeout: 1_500_000, polling: 1000 });
+  const replySamples = await stopSampling(page);
+  const chat = await page.evaluate(() => ({ state: window.chatDemo.state, error: window.chatDemo.error,
+    last: window.chatDemo.last, tokens: window.chatDemo.tokens, stats: document.getElementById("stats").textContent,
+    reply: [...document.querySelectorAll(".message.assistant .text")].at(-1)?.textContent }));
+  if (chat.state !== "done") {
+    failures.push(`chat page: the reply failed: ${chat.error}`);
+    return null;
+  }
+  const last = chat.last;
+  console.log(`chat page: "${chat.reply}"; ${chat.stats}`);
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(last.promptIds, native.prompt_ids)) {
+    failures.push(`chat: prompt ids ${JSON.stringify(last.promptIds)}, native ${JSON.stringify(native.prompt_ids)}`);
+  }
+  const matched = last.ids.filter((id, i) => id === native.generated_ids[i]).length;
+  if (!same(last.ids, native.generated_ids)) {
+    failures.push(`chat: greedy ids ${JSON.stringify(last.ids)}, native ${JSON.stringify(native.generated_ids)}`);
+  }
+  if (last.text !== native.text || chat.reply !== native.text) {
+    failures.push(`chat: reply '${last.text}' (page shows '${chat.reply}'), native '${native.text}'`);
+  }
+  const ended = native.generated_ids.length < ref.maxNewTokens ? "stop" : "length";
+  if (last.finish !== ended) failures.push(`chat: finish '${last.finish}', expected '${ended}'`);
+  // Streaming: each token reached the page on its own, before the reply was complete.
+  const streamed = chat.tokens.filter((x) => x.id !== null);
+  const partial = distinct(replySamples[".message.assistant .text"]).filter((v) => v !== native.text);
+  if (!same(streamed.map((x) => x.id), last.ids)) failures.push("chat: onToken ids differ from the result's");
+  if (last.ids.length > 1 && partial.length < 1) {
+    failures.push(`chat: the reply did not stream (the page's timer saw ${JSON.stringify(replySamples[".message.assistant .text"])})`);
+  }
+  console.log(checkProgress("chat page reply", replySamples, failures));
+  console.log(`  the reply as the page's timer saw it: ${distinct(replySamples[".message.assistant .text"]).map((v) => JSON.stringify(v)).join(" → ")}`);
+
+  // 3. generateIds from token ids, continuing from the KV cache (reuseCache): one step after
+  //    the prompt and the first tokens but the last, whose logits native step n-1 reported.
+  const n = native.generated_ids.length;
+  let step = null;
+  if (n >= 2) {
+    const ids = [...native.prompt_ids, ...native.generated_ids.slice(0, n - 1)];
+    step = await page.evaluate(async (ids) => {
+      const r = await window.chatDemo.model.generateIds(new Uint32Array(ids), { maxNewTokens: 1, reuseCache: true, topLogits: 10 });
+      return { ids: Array.from(r.ids), reused: r.reusedTokens, top: r.top, ms: r.prefillMs, finish: r.finish };
+    }, ids);
+    const want = native.steps[n - 1].top;
+    const diff = Math.max(...step.top[0].map(([id, l], i) => (id === want[i][0] ? Math.abs(l - want[i][1]) : Infinity)));
+    const rel = diff / Math.abs(want[0][1]);
+    console.log(`generateIds (${ids.length} ids, ${step.reused} from the KV cache, ${step.ms.toFixed(0)} ms): ` +
+      `${JSON.stringify(step.ids)}, native ${native.generated_ids[n - 1]}; top-10 ids as native, largest ` +
+      `logit difference ${diff.toExponential(2)} (${rel.toExponential(1)} of the top logit)`);
+    if (!same(step.ids, [native.generated_ids[n - 1]])) failures.push(`chat: generateIds gave ${JSON.stringify(step.ids)}`);
+    if (step.reused !== ids.length - 1) failures.push(`chat: generateIds reused ${step.reused} cached positions, expected ${ids.length - 1}`);
+    if (!(rel < 1e-3)) failures.push(`chat: top logits differ from native step ${n - 1}: ${JSON.stringify(step.top[0])} vs ${JSON.stringify(want)}`);
+    step.maxLogitDiff = diff;
+  }
+  if (pageErrors.length) failures.push(`chat page errors: ${pageErrors.join("; ")}`);
+  await page.close();
+
+  // 4. Without WebGPU, the chat page says so.
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined, configurable: true });
+  });
+  const bare = await context.newPage();
+  await bare.goto(`${url}/chat.html`);
+  await bare.waitForFunction(() => window.chatReady !== undefined, null, { timeout: 60_000 });
+  const message = (await bare.textContent("#no-webgpu")) ?? "";
+  if ((await bare.evaluate(() => window.chatReady)) !== "no-webgpu" || !(await bare.isVisible("#no-webgpu")) ||
+      !/no WebGPU/.test(message)) {
+    failures.push(`chat page without WebGPU says: '${message}'`);
+  }
+  await context.close();
+
+  const rate = (x) => (x == null ? "–" : x.toFixed(3));
+  console.log(`Chat, ${ref.model} (${ref.weights} weights), browser (SwiftShader) beside native GPU, same run ` +
+    `(native from chat.json, ${ref.nativeSeconds.toFixed(0)} s):`);
+  console.log(`  greedy tokens matched: ${matched} of ${native.generated_ids.length} (${JSON.stringify(last.ids)}), ` +
+    `prompt ${last.promptTokens} tokens, finish ${last.finish}`);
+  console.log(`  prefill: browser ${(last.prefillMs / 1000).toFixed(1)} s (${rate(last.prefillTokensPerSecond)} tokens/s), ` +
+    `native ${t.prefill_s?.toFixed(1)} s (${rate(t.prefill_tokens_per_s)} tokens/s)`);
+  console.log(`  decode: browser ${rate(last.tokensPerSecond)} tokens/s (${last.decodeSteps} steps in ${(last.decodeMs / 1000).toFixed(1)} s), ` +
+    `native ${rate(t.decode_tokens_per_s)} tokens/s`);
+  console.log(`  load: browser ${(loaded.loadMs / 1000).toFixed(1)} s (download included), native ${t.load_s?.toFixed(1)} s; ` +
+    `GPU memory: weights ${loaded.weightBytes} bytes, activations and KV cache ${loaded.activationBytes} bytes (both as native)`);
+  console.log(`  chat test took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  return { model: ref.model, weights: loaded.weights, context: loaded.context, prompt: ref.prompt, ids: last.ids,
+    nativeIds: native.generated_ids, matched, text: last.text, promptTokens: last.promptTokens,
+    prefillMs: last.prefillMs, decodeMs: last.decodeMs, decodeSteps: last.decodeSteps, tokensPerSecond: last.tokensPerSecond,
+    loadMs: loaded.loadMs, phases: loaded.phases, weightBytes: loaded.weightBytes, activationBytes: loaded.activationBytes,
+    nativeTimings: t, adapter: adapter.name, adapterInfo: adapter.info, generateIdsStep: step };
+}
+
 async function main() {
   const data = option("--data");
   if (!data) fail("usage: browser-test.mjs --data DIR [--chromium PATH]");
@@ -259,6 +506,10 @@ async function main() {
       await embedTest(browser, url, data, failures);
       throw new Error("--embed-only: the other checks were not run");
     }
+    if (process.argv.includes("--chat-only")) {
+      await chatTest(browser, url, data, failures);
+      throw new Error("--chat-only: the other checks were not run");
+    }
     await page.goto(`${url}/index.html`);
     await page.waitForFunction(() => window.expransReady !== undefined, null, { timeout: 60_000 });
     const ready = await page.evaluate(() => window.expransReady);
@@ -289,9 +540,15 @@ async function main() {
 
     // 2. The demo page's own UI: fetch the sample by URL, decode, all PASS.
     const sample = expected.files[0];
+    const adapter = await checkAdapterLine(page, "demo page", failures);
     await page.fill("#url", `data/${sample.file}`);
+    await startSampling(page, ["#progress-text"]);
     await page.click("#fetch");
     await page.waitForSelector("#summary[data-state]", { timeout: 120_000 });
+    const progress = await stopSampling(page);
+    console.log(checkProgress("demo page", progress, failures));
+    console.log(`  #progress-text: ${distinct(progress["#progress-text"]).slice(0, 3).join(" | ")} … ` +
+      `${distinct(progress["#progress-text"]).at(-1)}; adapter: ${adapter.name} ${JSON.stringify(adapter.info)}`);
     const state = await page.getAttribute("#summary", "data-state");
     const summary = await page.textContent("#summary");
     const rows = await page.locator("#tensors tbody tr").count();
@@ -321,9 +578,10 @@ async function main() {
 
     printThroughput(expected, result);
     const embeddings = await embedTest(browser, url, data, failures);
+    const chat = await chatTest(browser, url, data, failures);
     fs.writeFileSync(
       path.join(data, "browser-results.json"),
-      JSON.stringify({ info: result.info, timings: result.timings, native: expected.native, embeddings }, null, 2),
+      JSON.stringify({ info: result.info, timings: result.timings, native: expected.native, embeddings, chat }, null, 2),
     );
   } catch (e) {
     failures.push(`test aborted: ${e.message}`);

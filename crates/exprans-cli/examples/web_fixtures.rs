@@ -4,6 +4,7 @@
 //! cargo run --release --example web_fixtures -- OUT_DIR SAMPLE.safetensors PACKED...
 //! cargo run --release --example web_fixtures -- --embeddings OUT_DIR MODEL.safetensors \
 //!     MODEL_DIR ROWS.exprans.safetensors
+//! cargo run --release --example web_fixtures -- --chat OUT_DIR EXPRANS_BIN MODEL_DIR
 //! ```
 //!
 //! With `--embeddings`: the native reference of the browser's sentence-embedding test
@@ -14,6 +15,16 @@
 //! memory of the weights and the milliseconds per forward pass (median of 3 after a warm-up
 //! pass), and by the CPU f32 reference ([`exprans_infer::bert::CpuBert`]) from the plain
 //! `MODEL.safetensors`.
+//!
+//! With `--chat OUT_DIR EXPRANS_BIN MODEL_DIR`: the native reference of the browser's chat test
+//! (`ChatModel`, `chat.html`): `chat.json` in `OUT_DIR`, holding the test's chat prompt and
+//! settings and what `EXPRANS_BIN generate MODEL_DIR --chat PROMPT --json` (the native runtime,
+//! greedy) printed: prompt ids, generated ids, text, each step's highest logits, timings and GPU
+//! memory. `MODEL_DIR` is the model directory compressed by `exprans compress DIR
+//! --rows-per-block 1`. The weights are held as `$EXPRANS_WEB_CHAT_WEIGHTS` says (default
+//! `decoded`: the fused kernels are much slower on software GPUs), and the browser test holds
+//! them the same way. The run is skipped when `chat.json` already holds the reference for the
+//! same CRC-32C of the binary and of every file of `MODEL_DIR`, and the same settings.
 //!
 //! `PACKED...` are compressed forms of `SAMPLE.safetensors` (made by the CLI, e.g. with different
 //! block sizes), already in `OUT_DIR`.
@@ -62,6 +73,9 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--embeddings") {
         return embeddings(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("--chat") {
+        return chat(&args[1..]);
     }
     let [out, sample, packed_samples @ ..] = &args[..] else {
         return Err(Error::invalid(
@@ -637,4 +651,112 @@ fn embeddings(args: &[String]) -> Result<()> {
             .expect("JSON serializes")
             .as_bytes(),
     )
+}
+
+/// The chat prompt of the browser's chat test: a user message with a short, certain answer
+/// ("The capital of France is Paris.": 7 tokens, then the stop token).
+const CHAT_PROMPT: &str = "What is the capital of France?";
+/// Most new tokens in the chat test (the answer ends before, at the stop token).
+const CHAT_MAX_NEW_TOKENS: usize = 8;
+/// Positions of the KV cache in the chat test (native and browser alike).
+const CHAT_CONTEXT: usize = 256;
+
+/// `--chat OUT_DIR EXPRANS_BIN MODEL_DIR`: `chat.json`.
+fn chat(args: &[String]) -> Result<()> {
+    let [out, bin, model_dir] = args else {
+        return Err(Error::invalid(
+            "usage: web_fixtures --chat OUT_DIR EXPRANS_BIN MODEL_DIR",
+        ));
+    };
+    let weights = std::env::var("EXPRANS_WEB_CHAT_WEIGHTS").unwrap_or_else(|_| "decoded".into());
+    if !["auto", "plain", "decoded", "fused"].contains(&weights.as_str()) {
+        return Err(Error::invalid(format!(
+            "EXPRANS_WEB_CHAT_WEIGHTS={weights}: use auto, plain, decoded or fused"
+        )));
+    }
+    // What the reference depends on: the program, the model's files and the settings.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(model_dir)
+        .map_err(|e| Error::from(e).in_file(model_dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut key =
+        vec![json!({"file": "exprans", "crc32c": crc32c::crc32c(&read(Path::new(bin))?)})];
+    for f in &files {
+        key.push(
+            json!({"file": file_name(&f.to_string_lossy()), "crc32c": crc32c::crc32c(&read(f)?)}),
+        );
+    }
+    let key = json!({"files": key, "prompt": CHAT_PROMPT, "maxNewTokens": CHAT_MAX_NEW_TOKENS,
+                     "context": CHAT_CONTEXT, "weights": weights});
+    let path = PathBuf::from(out).join("chat.json");
+    if let Ok(old) = std::fs::read(&path) {
+        if serde_json::from_slice::<Value>(&old).is_ok_and(|v| v["key"] == key) {
+            println!(
+                "web_fixtures: {} is up to date (same program, model and settings)",
+                path.display()
+            );
+            return Ok(());
+        }
+    }
+    let command = [
+        "generate".to_string(),
+        model_dir.clone(),
+        "--chat".into(),
+        CHAT_PROMPT.into(),
+        "--max-new-tokens".into(),
+        CHAT_MAX_NEW_TOKENS.to_string(),
+        "--context".into(),
+        CHAT_CONTEXT.to_string(),
+        "--weights".into(),
+        weights.clone(),
+        "--json".into(),
+    ];
+    println!(
+        "web_fixtures: {bin} {} (greedy, native GPU; minutes on a software GPU)",
+        command.join(" ")
+    );
+    let start = Instant::now();
+    let run = std::process::Command::new(bin)
+        .args(&command)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::invalid(format!("cannot run {bin}: {e}")))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !run.status.success() {
+        return Err(Error::invalid(format!(
+            "{bin} generate failed ({})",
+            run.status
+        )));
+    }
+    let native: Value = serde_json::from_slice(&run.stdout)
+        .map_err(|e| Error::invalid(format!("{bin} generate --json printed no JSON: {e}")))?;
+    for field in ["prompt_ids", "generated_ids", "text", "steps", "timings"] {
+        if native.get(field).is_none() {
+            return Err(Error::invalid(format!(
+                "{bin} generate --json has no \"{field}\""
+            )));
+        }
+    }
+    let result = json!({
+        "model": file_name(model_dir),
+        "prompt": CHAT_PROMPT,
+        "maxNewTokens": CHAT_MAX_NEW_TOKENS,
+        "context": CHAT_CONTEXT,
+        "weights": weights,
+        "command": command,
+        "nativeSeconds": seconds,
+        "native": native,
+        "key": key,
+    });
+    write(
+        &path,
+        serde_json::to_string_pretty(&result)
+            .expect("JSON serializes")
+            .as_bytes(),
+    )?;
+    println!("web_fixtures: wrote {} ({seconds:.0} s)", path.display());
+    Ok(())
 }
