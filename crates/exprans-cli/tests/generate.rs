@@ -12,6 +12,7 @@ fn tiny(dir: &Path) -> std::path::PathBuf {
         tied: true,
         seed: 11,
         f16: false,
+        shape: exprans_testkit::LmShape::TINY,
     }
     .write(&model);
     model
@@ -99,6 +100,7 @@ fn generates_the_same_tokens_from_plain_and_compressed_directories_in_every_mode
         tied: true,
         seed: 11,
         f16: false,
+        shape: exprans_testkit::LmShape::TINY,
     }
     .write_sharded(&sharded, 2);
     let sharded_packed = tmp.path().join("sharded.exprans");

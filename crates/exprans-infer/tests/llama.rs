@@ -105,6 +105,7 @@ fn tiny_models_of_every_architecture_agree_across_modes_and_with_the_cpu() {
                 seed,
                 // The Mistral model is F16, the others BF16.
                 f16: seed == 3,
+                shape: exprans_testkit::LmShape::TINY,
             },
         );
     }
@@ -118,6 +119,7 @@ fn fused_weights_need_whole_row_blocks_and_a_compressed_model() {
         tied: true,
         seed: 4,
         f16: false,
+        shape: exprans_testkit::LmShape::TINY,
     };
     let config = LlamaConfig::from_json(&tiny.config().to_string(), None).unwrap();
     let file = safetensors_bytes(&tiny.tensors(), None);
@@ -168,6 +170,7 @@ fn generation_stops_at_eos_and_respects_the_context() {
         tied: true,
         seed: 5,
         f16: false,
+        shape: exprans_testkit::LmShape::TINY,
     };
     let config = LlamaConfig::from_json(&tiny.config().to_string(), None).unwrap();
     let file = safetensors_bytes(&tiny.tensors(), None);

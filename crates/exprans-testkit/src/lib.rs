@@ -353,6 +353,44 @@ pub struct TinyLm {
     pub seed: u64,
     /// F16 weights instead of BF16.
     pub f16: bool,
+    /// Sizes.
+    pub shape: LmShape,
+}
+
+/// The sizes of a [`TinyLm`].
+#[derive(Clone, Copy, Debug)]
+pub struct LmShape {
+    pub hidden: u64,
+    pub layers: usize,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub intermediate: u64,
+    pub vocab: u64,
+}
+
+impl LmShape {
+    /// A model that runs in milliseconds.
+    pub const TINY: LmShape = LmShape {
+        hidden: TINY_HIDDEN,
+        layers: TINY_LAYERS,
+        heads: TINY_HEADS,
+        kv_heads: TINY_KV_HEADS,
+        head_dim: TINY_HEAD_DIM,
+        intermediate: TINY_INTER,
+        vocab: TINY_VOCAB,
+    };
+    /// SmolLM2-135M's sizes (random weights: for speed measurements where the real model
+    /// cannot be fetched).
+    pub const SMOLLM2_135M: LmShape = LmShape {
+        hidden: 576,
+        layers: 30,
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+        intermediate: 1536,
+        vocab: 49152,
+    };
 }
 
 /// Words of the tiny model's vocabulary: `<s>`, `</s>`, `<unk>`, then `w3 .. w{TINY_VOCAB-1}`.
@@ -369,16 +407,16 @@ impl TinyLm {
     pub fn config(&self) -> serde_json::Value {
         serde_json::json!({
             "architectures": [self.architecture],
-            "hidden_size": TINY_HIDDEN,
-            "intermediate_size": TINY_INTER,
-            "num_hidden_layers": TINY_LAYERS,
-            "num_attention_heads": TINY_HEADS,
-            "num_key_value_heads": TINY_KV_HEADS,
-            "head_dim": TINY_HEAD_DIM,
+            "hidden_size": self.shape.hidden,
+            "intermediate_size": self.shape.intermediate,
+            "num_hidden_layers": self.shape.layers,
+            "num_attention_heads": self.shape.heads,
+            "num_key_value_heads": self.shape.kv_heads,
+            "head_dim": self.shape.head_dim,
             "max_position_embeddings": 512,
             "rms_norm_eps": 1e-5,
             "rope_theta": 10000.0,
-            "vocab_size": TINY_VOCAB,
+            "vocab_size": self.shape.vocab,
             "tie_word_embeddings": self.tied,
             "hidden_act": "silu",
             "bos_token_id": 0,
@@ -404,19 +442,11 @@ impl TinyLm {
             let values: Vec<f32> = (0..n).map(|_| base + rng.normal(0.1)).collect();
             out.push(half16(&name, &[n], values));
         };
-        let (h, q, kv) = (
-            TINY_HIDDEN,
-            TINY_HEADS * TINY_HEAD_DIM,
-            TINY_KV_HEADS * TINY_HEAD_DIM,
-        );
-        matrix(
-            &mut out,
-            &mut rng,
-            "model.embed_tokens.weight".into(),
-            TINY_VOCAB,
-            h,
-        );
-        for l in 0..TINY_LAYERS {
+        let sh = self.shape;
+        let (h, q, kv) = (sh.hidden, sh.heads * sh.head_dim, sh.kv_heads * sh.head_dim);
+        let embedding = "model.embed_tokens.weight".into();
+        matrix(&mut out, &mut rng, embedding, sh.vocab, h);
+        for l in 0..sh.layers {
             let p = |s: &str| format!("model.layers.{l}.{s}");
             vector(&mut out, &mut rng, p("input_layernorm.weight"), h, 1.0);
             vector(
@@ -431,9 +461,9 @@ impl TinyLm {
                 ("self_attn.k_proj", kv, h),
                 ("self_attn.v_proj", kv, h),
                 ("self_attn.o_proj", h, q),
-                ("mlp.gate_proj", TINY_INTER, h),
-                ("mlp.up_proj", TINY_INTER, h),
-                ("mlp.down_proj", h, TINY_INTER),
+                ("mlp.gate_proj", sh.intermediate, h),
+                ("mlp.up_proj", sh.intermediate, h),
+                ("mlp.down_proj", h, sh.intermediate),
             ] {
                 matrix(&mut out, &mut rng, p(&format!("{name}.weight")), rows, cols);
                 let qkv = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
@@ -444,7 +474,7 @@ impl TinyLm {
         }
         vector(&mut out, &mut rng, "model.norm.weight".into(), h, 1.0);
         if !self.tied {
-            matrix(&mut out, &mut rng, "lm_head.weight".into(), TINY_VOCAB, h);
+            matrix(&mut out, &mut rng, "lm_head.weight".into(), sh.vocab, h);
         }
         out
     }
