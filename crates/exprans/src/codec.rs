@@ -87,7 +87,8 @@ impl EncodeOptions {
         }
         let mut values = cols.saturating_mul(rows as u64);
         if values % 2 == 1 {
-            values *= 2;
+            // Saturating too: an odd `u64::MAX` (a zero-row shape's columns) would overflow.
+            values = values.saturating_mul(2);
         }
         if values > MAX_BLOCK_SIZE as u64 {
             return Err(Error::invalid(format!(

@@ -93,15 +93,19 @@ impl SourceHeader {
         let mut keys: Vec<String> = Vec::with_capacity(tensors.len() + 1);
         let mut offset = 0u64;
         for t in tensors {
+            // Checked: the sizes come from the file's index, not yet checked against anything.
+            let end = offset
+                .checked_add(t.bytes)
+                .ok_or_else(|| Error::corrupt("tensor sizes overflow"))?;
             keys.push(format!(
                 "{}:{{\"dtype\":{},\"shape\":{},\"data_offsets\":[{},{}]}}",
                 json_string(t.name),
                 json_string(t.dtype),
                 serde_json::to_string(t.shape).expect("shape serializes"),
                 offset,
-                offset + t.bytes
+                end
             ));
-            offset += t.bytes;
+            offset = end;
         }
         if let Some(m) = metadata {
             let m = serde_json::to_string(m).expect("metadata serializes");

@@ -274,7 +274,10 @@ impl<W: Write + Seek> ArchiveWriter<W> {
             json.len() <= self.reserved,
             "the reserved header fits every possible header"
         );
-        let padded = format!("{json:<width$}", width = self.reserved);
+        // Padded by hand: `format!`'s width is limited to u16::MAX, which a model of a few
+        // hundred tensors' header exceeds.
+        let mut padded = json;
+        padded.extend(std::iter::repeat_n(' ', self.reserved - padded.len()));
         self.out.seek(SeekFrom::Start(0))?;
         self.out.write_all(&(padded.len() as u64).to_le_bytes())?;
         self.out.write_all(padded.as_bytes())?;

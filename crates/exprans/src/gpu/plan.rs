@@ -203,6 +203,14 @@ impl Piece {
                 "coded entry has more than 2^32 words, beyond what the GPU kernels address",
             ));
         }
+        // `PackedParams::value_count` is a u32: more values would be silently truncated (a
+        // plane with a single symbol costs no words, so a 1 MiB entry can hold 2^32 values).
+        if u32::try_from(piece.value_count).is_err() {
+            return Err(Error::invalid(format!(
+                "blocks {blocks:?} hold {} values, more than the GPU kernels address (2^32 - 1)",
+                piece.value_count
+            )));
+        }
         Ok(piece)
     }
 

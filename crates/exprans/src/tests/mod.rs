@@ -3,6 +3,7 @@
 //! doctests.
 
 mod cpu_decode;
+mod fuzz_regressions;
 mod gpu_decode;
 mod hostile;
 mod rans_props;
