@@ -26,8 +26,8 @@ fn decode16(
     for (var j = 0u; j < count; j++) {
         let i = start + l + j * LANES;
         let hi_active = j < count_hi;
-        let p0 = plane_pair(&lo_lane, &hi_lane, hi_active, 0u, i);
-        let p1 = plane_pair(&lo_lane, &hi_lane, hi_active, 1u, i);
+        let p0 = plane_pair(&lo_lane, &hi_lane, hi_active, 0u, vec2<u32>(0u), i);
+        let p1 = plane_pair(&lo_lane, &hi_lane, hi_active, 1u, p0, i);
         let lo = join16(p0.x, p1.x);
         let hi = select(0u, join16(p0.y, p1.y), hi_active);
         output[job.out_base + (i >> 1u)] = lo | (hi << 16u);
@@ -37,20 +37,22 @@ fn decode16(
 }
 
 // Plane `plane` of value `i` (even; from lane `lo`) and of value `i + 1` (from lane `hi`, when
-// `hi_active`). A raw plane gives both bytes with one read: they share a u32 since `i` is even.
+// `hi_active`), whose plane-0 bytes are `p0` (plane 1's context classes). A raw plane gives both
+// bytes with one read: they share a u32 since `i` is even.
 fn plane_pair(
     lo: ptr<function, Lane>,
     hi: ptr<function, Lane>,
     hi_active: bool,
     plane: u32,
+    p0: vec2<u32>,
     i: u32,
 ) -> vec2<u32> {
     let byte_mask = (1u << SYMBOL_BITS) - 1u;
     if (is_coded(plane)) {
-        let lo_byte = decode_symbol(lo, plane);
+        let lo_byte = decode_symbol(lo, plane_table(plane, p0.x));
         var hi_byte = 0u;
         if (hi_active) {
-            hi_byte = decode_symbol(hi, plane);
+            hi_byte = decode_symbol(hi, plane_table(plane, p0.y));
         }
         return vec2<u32>(lo_byte, hi_byte);
     }

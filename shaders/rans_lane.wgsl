@@ -3,11 +3,14 @@
 // *packed entry*: a run of whole blocks of one coded entry as `exprans::gpu::PackedEntry` lays
 // them out (crates/exprans/src/gpu/plan.rs), all offsets in u32:
 //
-//   decode tables   PROB_SCALE u32 per coded plane, in plane order
-//   directory       (state, first word) per lane of the blocks, then a sentinel record whose
-//                   first word is the end of the last lane
-//   words           the 16-bit words two per u32, from an even word (`word_origin`) on; at least
-//                   one u32 even when there are no words
+//   decode tables   PROB_SCALE u32 per table, in entry order (plane 1: one per context class)
+//   class bases     plane 1 coded: 256 u32, the index of plane 1's table for each plane-0 byte
+//   directory       per lane of the blocks, the word where its region starts, then the end of
+//                   the last region
+//   words           the lanes' regions: a lane's initial state (two words, low first), then its
+//                   words; a lane without values has an empty region
+//                   (16-bit words two per u32, from an even word, `word_origin`, on; at least
+//                   one u32 even when there are no words)
 //   raw planes      the bytes of each raw plane, four per u32
 //
 // Value, block and lane indices are relative to the packed entry. The including module provides
@@ -41,8 +44,10 @@ struct PackedEntry {
     // Index in `packed` of the u32 holding word `word_origin`, the first stored word (even).
     word_base: u32,
     word_origin: u32,
-    pad: u32,
-    // Per plane: index in `packed` of its decode table (coded planes) or of its bytes (raw).
+    // Index in `packed` of plane 1's 256 class bases (plane 1 coded; else 0).
+    class_base: u32,
+    // Per plane: index in `packed` of its decode table (coded planes; plane 1: of class 0's) or
+    // of its bytes (raw).
     plane_base: vec4<u32>,
 }
 
@@ -70,11 +75,17 @@ fn lane_values(values: u32, l: u32) -> u32 {
     return (values - l + LANES - 1u) / LANES;
 }
 
-// Opens lane `l` of block `block`: its initial state and word range from the directory (the
-// record after the last lane is the sentinel, so `record + 3` always exists).
+// Opens lane `l` of block `block`: its region from the directory (the next record, the next
+// lane's or the final one, ends it), its initial state from the region's first two words. An
+// empty region is a lane without values: state RANS_L, no words. (The host checked that every
+// other region holds at least the two state words.)
 fn open_lane(block: u32, l: u32) -> Lane {
-    let record = entry.dir_base + 2u * (block * LANES + l);
-    return Lane(packed[record], packed[record + 1u] - entry.word_origin, packed[record + 3u] - entry.word_origin);
+    let record = entry.dir_base + block * LANES + l;
+    let begin = packed[record] - entry.word_origin;
+    let end = packed[record + 1u] - entry.word_origin;
+    let has_state = end > begin;
+    let state = read_word(begin) | (read_word(begin + 1u) << WORD_BITS);
+    return Lane(select(RANS_L, state, has_state), select(begin, begin + 2u, has_state), end);
 }
 
 // Word `w` (relative to word_origin).
@@ -83,15 +94,15 @@ fn read_word(w: u32) -> u32 {
     return (packed[entry.word_base + (w >> 1u)] >> shift) & ((1u << WORD_BITS) - 1u);
 }
 
-// Decodes one symbol of coded plane `plane` from `lane`, refilling at most one word. The table
-// entry packs bits 0-7 symbol, 8-19 freq - 1, 20-31 slot - cum. Branch-free on purpose (a branch
-// here halves throughput on some drivers): the word is read at `next` clamped below the lane's
-// end (word 0, which always exists, when the lane has no words) and used only when a refill is
-// due and the lane still has a word; a refill past the lane's end uses 0 and still advances
-// `next`, so `close_lane` reports it.
-fn decode_symbol(lane: ptr<function, Lane>, plane: u32) -> u32 {
+// Decodes one symbol from `lane` with the decode table at index `table` of `packed`, refilling
+// at most one word. The table entry packs bits 0-7 symbol, 8-19 freq - 1, 20-31 slot - cum.
+// Branch-free on purpose (a branch here halves throughput on some drivers): the word is read at
+// `next` clamped below the lane's end (word 0, which always exists, when the lane has no words)
+// and used only when a refill is due and the lane still has a word; a refill past the lane's end
+// uses 0 and still advances `next`, so `close_lane` reports it.
+fn decode_symbol(lane: ptr<function, Lane>, table: u32) -> u32 {
     let state = (*lane).state;
-    let slot = packed[entry.plane_base[plane] + (state & PROB_MASK)];
+    let slot = packed[table + (state & PROB_MASK)];
     let freq = ((slot >> SYMBOL_BITS) & PROB_MASK) + 1u;
     let x = freq * (state >> PROB_BITS) + (slot >> (SYMBOL_BITS + PROB_BITS));
     let next = (*lane).next;
@@ -113,11 +124,21 @@ fn raw_bytes(plane: u32, i: u32) -> u32 {
     return packed[entry.plane_base[plane] + (i >> 2u)] >> ((i & 3u) * SYMBOL_BITS);
 }
 
-// Byte of plane `plane` for value `i`: decoded from `lane` when the plane is coded (planes must
-// be visited in plane order, values in lane order), else read from the raw plane.
-fn plane_byte(lane: ptr<function, Lane>, plane: u32, i: u32) -> u32 {
+// The decode table of plane `plane` for a value whose plane-0 byte is `p0`: plane 1's context
+// class table (one small lookup), the plane's one table otherwise.
+fn plane_table(plane: u32, p0: u32) -> u32 {
+    if (plane == 1u) {
+        return packed[entry.class_base + p0];
+    }
+    return entry.plane_base[plane];
+}
+
+// Byte of plane `plane` for value `i` whose plane-0 byte is `p0` (any value for plane 0):
+// decoded from `lane` when the plane is coded (planes must be visited in plane order, values in
+// lane order), else read from the raw plane.
+fn plane_byte(lane: ptr<function, Lane>, plane: u32, p0: u32, i: u32) -> u32 {
     if (is_coded(plane)) {
-        return decode_symbol(lane, plane);
+        return decode_symbol(lane, plane_table(plane, p0));
     }
     return raw_bytes(plane, i) & ((1u << SYMBOL_BITS) - 1u);
 }
@@ -135,17 +156,22 @@ fn join32(p0: u32, p1: u32, p2: u32, p3: u32) -> u32 {
 
 // Decodes value `i` (BF16/F16), the lane's next value, from `lane`.
 fn value16(lane: ptr<function, Lane>, i: u32) -> u32 {
-    let p0 = plane_byte(lane, 0u, i);
-    let p1 = plane_byte(lane, 1u, i);
+    let p0 = plane_byte(lane, 0u, 0u, i);
+    let p1 = plane_byte(lane, 1u, p0, i);
     return join16(p0, p1);
+}
+
+// Decodes value `i` (one-byte dtypes), the lane's next value, from `lane`.
+fn value8(lane: ptr<function, Lane>, i: u32) -> u32 {
+    return plane_byte(lane, 0u, 0u, i);
 }
 
 // Decodes value `i` (F32), the lane's next value, from `lane`.
 fn value32(lane: ptr<function, Lane>, i: u32) -> u32 {
-    let p0 = plane_byte(lane, 0u, i);
-    let p1 = plane_byte(lane, 1u, i);
-    let p2 = plane_byte(lane, 2u, i);
-    let p3 = plane_byte(lane, 3u, i);
+    let p0 = plane_byte(lane, 0u, 0u, i);
+    let p1 = plane_byte(lane, 1u, p0, i);
+    let p2 = plane_byte(lane, 2u, p0, i);
+    let p3 = plane_byte(lane, 3u, p0, i);
     return join32(p0, p1, p2, p3);
 }
 

@@ -113,7 +113,19 @@ fn codes_what_gains_and_keeps_the_rest_verbatim() {
     };
     assert_eq!(enc("bf16.weights"), ("rans".into(), "CC".into()));
     assert_eq!(enc("f32.weights").0, "rans");
-    assert_eq!(enc("bf16.random_bits").0, "raw");
+    // Random bits: stored raw unless coding really makes them smaller (small tensors can
+    // gain a little from plane 1's classes fitted to their own counts).
+    let random = info["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "bf16.random_bits")
+        .unwrap();
+    assert!(
+        random["encoding"] == "raw"
+            || random["stored_bytes"].as_u64() < random["original_bytes"].as_u64(),
+        "{random}"
+    );
     assert_eq!(enc("bf16.one").0, "raw");
     assert_eq!(enc("i64.ids").0, "raw");
     assert_eq!(enc("unknown.dtype").0, "raw");
@@ -172,10 +184,12 @@ fn info_reports_tensors_and_bounds() {
         serde_json::from_str(&ok(cli!("info", packed, "--json"))).unwrap();
     let totals = &info["totals"];
     let ratio = totals["ratio"].as_f64().unwrap();
+    // Context classes beat the per-plane bound; the joint bound stays below the result.
     let bound = totals["bound_all_planes"].as_f64().unwrap();
+    let joint = totals["bound_joint16"].as_f64().unwrap();
     assert!(
-        bound < ratio && ratio < bound + 0.002,
-        "ratio {ratio} vs bound {bound}"
+        joint < ratio && ratio < joint + 0.004 && ratio < bound,
+        "ratio {ratio} vs bounds {bound} (per plane), {joint} (joint)"
     );
     let parts: u64 = [
         "container_header_bytes",

@@ -162,8 +162,11 @@ fn info_on_a_compressed_directory_reports_every_shard_and_the_total() {
     let ratio =
         total["compressed_bytes"].as_f64().unwrap() / total["original_bytes"].as_f64().unwrap();
     assert!((total["ratio"].as_f64().unwrap() - ratio).abs() < 1e-12);
-    let bound = total["bound_all_planes"].as_f64().unwrap();
-    assert!(bound > 0.0 && bound < ratio, "bound {bound}, ratio {ratio}");
+    let bound = total["bound_joint16"].as_f64().unwrap();
+    assert!(
+        bound > 0.0 && bound < ratio,
+        "joint bound {bound}, ratio {ratio}"
+    );
     // Each shard's entry is what `info --json` gives for that file alone.
     for shard in shards {
         let file = shard["file"].as_str().unwrap();

@@ -328,12 +328,20 @@ fn damaged_streams_are_reported() {
             e[g.words_offset + words] ^= 0x5a
         }),
         ("another initial state", |e, g, _| {
-            e[g.directory_offset + 8 * 40 + 1] ^= 0x01
+            // The high word of lane 0's state, the entry's second word (still >= RANS_L).
+            e[g.words_offset + 3] ^= 0x01
         }),
         ("lane 3 of block 0 one word later", |e, g, _| {
-            let at = g.directory_offset + 8 * 3 + 4;
-            let first = u32::from_le_bytes(e[at..at + 4].try_into().unwrap());
-            e[at..at + 4].copy_from_slice(&(first + 1).to_le_bytes());
+            // Lane 2 one word longer, lane 3 one shorter (version 2 word counts).
+            let count = |e: &[u8], l: usize| {
+                u16::from_le_bytes([
+                    e[g.directory_offset + 2 * l],
+                    e[g.directory_offset + 2 * l + 1],
+                ])
+            };
+            let (c2, c3) = (count(e, 2) + 1, count(e, 3) - 1);
+            e[g.directory_offset + 4..][..2].copy_from_slice(&c2.to_le_bytes());
+            e[g.directory_offset + 6..][..2].copy_from_slice(&c3.to_le_bytes());
         }),
     ];
     for (what, damage) in damages {

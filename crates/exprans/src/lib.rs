@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod classes;
 mod codec;
 pub mod conformance;
 mod convert;
@@ -79,7 +80,7 @@ pub use writer::ArchiveWriter;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::codec::{encode, encode_with_mask, EntryHeader, Geometry};
+    pub use crate::codec::{encode, encode_with_classes, encode_with_mask, EntryHeader, Geometry};
     pub use crate::params::{PROB_BITS, PROB_SCALE, RANS_L};
     pub use crate::planes::PlaneLayout;
     use crate::{CodedEntry, Result};

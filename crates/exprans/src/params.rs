@@ -21,13 +21,22 @@ pub const PROB_SCALE: u32 = 1 << PROB_BITS;
 /// words, so one refill per decoded symbol always restores the bound (needs `PROB_BITS <= 16`).
 pub const RANS_L: u32 = 1 << 16;
 
-/// Default number of values per block (see docs/FORMAT.md, "Block size"): large blocks keep the
-/// per-lane directory (8 bytes per lane) small; smaller blocks give a GPU more parallel lanes.
-pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
+/// Default number of values per block (see docs/FORMAT.md, "Block size"): 4096 values per lane.
+/// A version-2 lane costs a 2-byte word count and its 4-byte initial state, so even small models
+/// get thousands of lanes (GPU parallelism) for a few hundredths of a percent of their size.
+pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 17;
 
-/// Largest block size the format allows. It bounds the symbols one lane decodes (and so the
-/// work a hostile directory entry can ask for) to `MAX_BLOCK_SIZE / LANES` values.
-pub const MAX_BLOCK_SIZE: u32 = 1 << 22;
+/// Largest block size of version 2, what this library writes. It bounds the symbols one lane
+/// decodes to `MAX_BLOCK_SIZE / LANES` = 16,384 values: every GPU shader loop stays far below
+/// driver loop limits (Mesa stops a loop after 65,535 iterations), and a lane's word count
+/// (at most 12 bits per symbol, 4 symbols per value, plus the 2 state words) fits a `u16`.
+pub const MAX_BLOCK_SIZE: u32 = 1 << 19;
+
+/// Largest block size of version-1 entries (read only).
+pub const MAX_BLOCK_SIZE_V1: u32 = 1 << 22;
+
+/// Most context classes of plane 1 in a version-2 entry (a class number is a 4-bit field).
+pub const MAX_CLASSES: usize = 16;
 
 /// Invocations per workgroup of every GPU kernel. Not part of the format: a host/shader contract
 /// kept here so the shaders and the dispatch arithmetic cannot disagree. WebGPU's default limit is
@@ -41,7 +50,11 @@ pub const ALIGN: usize = 16;
 // Compile-time invariants the codec relies on.
 const _: () = assert!(8 + 2 * PROB_BITS <= 32);
 const _: () = assert!(LANES.is_multiple_of(2) && LANES <= 64);
-const _: () = assert!(DEFAULT_BLOCK_SIZE.is_multiple_of(2) && DEFAULT_BLOCK_SIZE <= MAX_BLOCK_SIZE);
+const _: () = assert!(DEFAULT_BLOCK_SIZE.is_multiple_of(4) && DEFAULT_BLOCK_SIZE <= MAX_BLOCK_SIZE);
+// A version-2 lane's word count fits a u16: 2 state words, plus the renormalization words of
+// 4 symbols per value, each adding less than PROB_BITS + 0.1 bits to the state (so below 13).
+const _: () =
+    assert!(3 + (MAX_BLOCK_SIZE as usize / LANES * 4 * 13).div_ceil(16) <= u16::MAX as usize);
 const _: () = assert!(RANS_L.is_multiple_of(PROB_SCALE));
 const _: () = assert!(RANS_L == 1 << u16::BITS);
 const _: () = assert!(GPU_WORKGROUP_SIZE.is_power_of_two() && GPU_WORKGROUP_SIZE <= 256);

@@ -12,6 +12,8 @@
 //!
 //! 32-bit values: plane 0 = bits 30..23, plane 1 = sign | bits 22..16, plane 2 = bits 15..8,
 //! plane 3 = bits 7..0. The top half of an F32 splits exactly like the BF16 it truncates to.
+//!
+//! One-byte values (FP8, I8, U8; version 2): one plane, the byte itself.
 
 /// The plane layouts of the format (docs/FORMAT.md, "Plane layouts").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +23,8 @@ pub enum PlaneLayout {
     Float16 = 1,
     /// F32: four planes of one byte per value.
     Float32 = 2,
+    /// F8_E4M3, F8_E5M2, I8 and U8 (version 2 only): one plane, the value's byte.
+    Byte = 3,
 }
 
 impl PlaneLayout {
@@ -29,8 +33,14 @@ impl PlaneLayout {
         match dtype {
             "BF16" | "F16" => Some(PlaneLayout::Float16),
             "F32" => Some(PlaneLayout::Float32),
+            "F8_E4M3" | "F8_E5M2" | "I8" | "U8" => Some(PlaneLayout::Byte),
             _ => None,
         }
+    }
+
+    /// Whether entries of this version may use the layout (version 1 knows only the float ones).
+    pub fn in_version(self, version: u8) -> bool {
+        version >= 2 || self != PlaneLayout::Byte
     }
 
     /// The layout with this format code.
@@ -38,6 +48,7 @@ impl PlaneLayout {
         match code {
             1 => Some(PlaneLayout::Float16),
             2 => Some(PlaneLayout::Float32),
+            3 => Some(PlaneLayout::Byte),
             _ => None,
         }
     }
@@ -47,6 +58,7 @@ impl PlaneLayout {
         match self {
             PlaneLayout::Float16 => 2,
             PlaneLayout::Float32 => 4,
+            PlaneLayout::Byte => 1,
         }
     }
 
@@ -77,6 +89,7 @@ impl PlaneLayout {
                     [*a, *b, *c, *d] = split32(u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
                 }
             }
+            PlaneLayout::Byte => planes[0].copy_from_slice(data),
         }
         planes
     }

@@ -190,6 +190,9 @@ impl FreqTable {
         if freq[lo] == 0 || freq[hi] == 0 {
             return Err(Error::corrupt("frequency table range not tight"));
         }
+        if !reader.rest_of_byte_is_zero() {
+            return Err(Error::corrupt("frequency table padding bits are not zero"));
+        }
         let used = 3 + reader.bytes_used();
         Ok((FreqTable::from_freqs(freq)?, used))
     }
@@ -278,6 +281,10 @@ impl<'a> BitReader<'a> {
         }
         w |= 1u64 << n;
         Ok((w - (1u64 << k)) as u32)
+    }
+    /// Whether the bits left in the current byte (the padding after the last code) are 0.
+    fn rest_of_byte_is_zero(&self) -> bool {
+        self.pos.is_multiple_of(8) || self.bytes[self.pos / 8] >> (self.pos % 8) == 0
     }
     fn bytes_used(&self) -> usize {
         self.pos.div_ceil(8)

@@ -22,6 +22,10 @@ struct TensorRow {
     ratio: f64,
     /// Order-0 entropy bound with every byte plane coded, in bits per value.
     entropy_bound_bits: f64,
+    /// The per-tensor joint bound, in bits per value: the order-0 entropy of the top 16 bits as
+    /// one symbol (the exponent and sign/mantissa bytes together), plus the other planes'
+    /// order-0 entropy. What coding plane 1 by plane 0's classes approaches.
+    joint_bound_bits: f64,
     block_size: Option<u32>,
 }
 
@@ -36,9 +40,9 @@ struct Totals {
     container_header_bytes: u64,
     /// Serialized frequency tables.
     table_bytes: u64,
-    /// Lane directories (state and first word of every lane).
+    /// Lane directories and the lanes' initial states.
     directory_bytes: u64,
-    /// rANS words.
+    /// rANS words (the states not included).
     word_bytes: u64,
     /// Raw planes of coded tensors.
     raw_plane_bytes: u64,
@@ -46,13 +50,20 @@ struct Totals {
     entry_header_and_padding_bytes: u64,
     /// Tensors stored verbatim (padding included).
     verbatim_bytes: u64,
-    /// rANS words minus the order-0 entropy of the coded planes: table quantization and flushes.
+    /// rANS words minus the entropy of the coded planes (plane 1 given plane 0 when both are
+    /// coded, as the joint bound counts it): fewer context classes than exponents, table
+    /// quantization and flushes.
     coding_loss_bytes: f64,
     /// Order-0 bound, as a share of the original: exponent plane coded, the rest raw (tensors
     /// under 4 KiB and the original header counted verbatim).
     bound_exponent_only: f64,
     /// The same with every byte plane coded.
     bound_all_planes: f64,
+    /// The per-tensor joint bound ([`TensorRow::joint_bound_bits`]), as a share of the original.
+    bound_joint16: f64,
+    /// [`Totals::bound_joint16`] in bytes.
+    #[serde(skip)]
+    bound_joint16_bytes: f64,
     /// [`Totals::bound_exponent_only`] in bytes.
     #[serde(skip)]
     bound_exponent_only_bytes: f64,
@@ -76,6 +87,7 @@ impl Totals {
         self.coding_loss_bytes += other.coding_loss_bytes;
         self.bound_exponent_only_bytes += other.bound_exponent_only_bytes;
         self.bound_all_planes_bytes += other.bound_all_planes_bytes;
+        self.bound_joint16_bytes += other.bound_joint16_bytes;
     }
 
     /// Sets the ratios from the byte counts.
@@ -84,6 +96,7 @@ impl Totals {
         self.ratio = self.compressed_bytes as f64 / original;
         self.bound_exponent_only = self.bound_exponent_only_bytes / original;
         self.bound_all_planes = self.bound_all_planes_bytes / original;
+        self.bound_joint16 = self.bound_joint16_bytes / original;
     }
 }
 
@@ -166,6 +179,8 @@ fn file_report(path: &Path) -> Result<FileReport> {
     };
     let source_header_len = archive.source_header_bytes().len() as f64;
     let (mut bound_exp, mut bound_all) = (source_header_len, source_header_len);
+    let mut bound_joint = source_header_len;
+    let mut decoded = Vec::new();
     for t in &archive.tensors {
         let ix = &t.index;
         let stored = t.stored_in(&data).map_err(|e| e.in_file(path))?;
@@ -175,13 +190,28 @@ fn file_report(path: &Path) -> Result<FileReport> {
             .iter()
             .map(|&m| m as f64 / 1000.0)
             .collect();
+        // Entropy of the top 16 bits as one symbol (tensors with two planes or more).
+        let top16 = if entropy.len() >= 2 {
+            exprans::CpuDecoder::Fast { parallel: true }
+                .decode_tensor_into(ix, stored, &mut decoded)
+                .map_err(|e| e.in_file(path))?;
+            Some(top16_entropy(&decoded, entropy.len()))
+        } else {
+            None
+        };
+        let joint_bits = match top16 {
+            Some(h) => h + entropy[2..].iter().sum::<f64>(),
+            None => entropy.iter().sum(),
+        };
         if entropy.is_empty() || ix.bytes < BOUND_MIN_BYTES {
             bound_exp += ix.bytes as f64;
             bound_all += ix.bytes as f64;
+            bound_joint += ix.bytes as f64;
         } else {
             let v = values as f64;
             bound_exp += v * (entropy[0] / 8.0) + v * (entropy.len() - 1) as f64;
             bound_all += entropy.iter().map(|h| v * h / 8.0).sum::<f64>();
+            bound_joint += v * joint_bits / 8.0;
         }
         let (planes, block_size) = match ix.encoding {
             Encoding::Raw => {
@@ -201,9 +231,14 @@ fn file_report(path: &Path) -> Result<FileReport> {
                 let planes: String = (0..entry.plane_count())
                     .map(|p| if entry.plane_is_coded(p) { 'C' } else { 'R' })
                     .collect();
+                // Plane 1 counts as H(plane 1 | plane 0) = H(top 16 bits) - H(plane 0).
+                let mut bits = entropy.clone();
+                if let Some(h) = top16 {
+                    bits[1] = h - entropy[0];
+                }
                 let coded_entropy: f64 = planes
                     .chars()
-                    .zip(&entropy)
+                    .zip(&bits)
                     .filter(|(c, _)| *c == 'C')
                     .map(|(_, h)| h * values as f64 / 8.0)
                     .sum();
@@ -226,11 +261,13 @@ fn file_report(path: &Path) -> Result<FileReport> {
             },
             ratio: stored.len() as f64 / ix.bytes.max(1) as f64,
             entropy_bound_bits: entropy.iter().fold(0.0, |a, h| a + h),
+            joint_bound_bits: joint_bits,
             block_size,
         });
     }
     totals.bound_exponent_only_bytes = bound_exp;
     totals.bound_all_planes_bytes = bound_all;
+    totals.bound_joint16_bytes = bound_joint;
     totals.finish();
     Ok(FileReport {
         file: path.to_path_buf(),
@@ -239,11 +276,30 @@ fn file_report(path: &Path) -> Result<FileReport> {
     })
 }
 
+/// Order-0 entropy in bits per value of the top 16 bits of little-endian values of `bytes_per_value`
+/// bytes (2 or 4) taken as one symbol.
+fn top16_entropy(data: &[u8], bytes_per_value: usize) -> f64 {
+    let mut counts = vec![0u64; 1 << 16];
+    for v in data.chunks_exact(bytes_per_value) {
+        let hi = &v[bytes_per_value - 2..];
+        counts[u16::from_le_bytes([hi[0], hi[1]]) as usize] += 1;
+    }
+    let n = (data.len() / bytes_per_value).max(1) as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 /// The table of a file's tensors, then its totals.
 fn print_file(report: &FileReport) {
     println!(
-        "{:<48} {:<5} {:<16} {:<6} {:>8} {:>8} {:>8} {:>8}",
-        "tensor", "dtype", "shape", "planes", "bits/val", "H0 bits", "ratio", "block"
+        "{:<48} {:<5} {:<16} {:<6} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "tensor", "dtype", "shape", "planes", "bits/val", "H0 bits", "joint", "ratio", "block"
     );
     for r in &report.tensors {
         let shape = format!("{:?}", r.shape);
@@ -253,13 +309,14 @@ fn print_file(report: &FileReport) {
             r.planes.clone()
         };
         println!(
-            "{:<48} {:<5} {:<16} {:<6} {:>8.3} {:>8.3} {:>7.2}% {:>8}",
+            "{:<48} {:<5} {:<16} {:<6} {:>8.3} {:>8.3} {:>8.3} {:>7.2}% {:>8}",
             r.name,
             r.dtype,
             shape,
             planes,
             r.bits_per_value,
             r.entropy_bound_bits,
+            r.joint_bound_bits,
             100.0 * r.ratio,
             r.block_size.map_or("-".to_string(), |b| b.to_string()),
         );
@@ -303,9 +360,11 @@ fn print_totals(t: &Totals, what: &str) {
         100.0 * t.ratio,
     );
     println!(
-        "order-0 bounds: exponent coded, rest raw {:.4}%; every byte plane coded {:.4}%",
+        "order-0 bounds: exponent coded, rest raw {:.4}%; every byte plane coded {:.4}%; \
+         per-tensor joint 16-bit {:.4}%",
         100.0 * t.bound_exponent_only,
-        100.0 * t.bound_all_planes
+        100.0 * t.bound_all_planes,
+        100.0 * t.bound_joint16
     );
     let pct = |b: f64| 100.0 * b / t.original_bytes.max(1) as f64;
     println!(

@@ -11,7 +11,7 @@
 //! [`crate::CpuDecoder::Kernel`] runs a chosen kernel, which is how the tests compare every kernel with the
 //! reference.
 
-use crate::codec::{lane_value_count, CodedEntry};
+use crate::codec::{lane_value_count, CodedEntry, DecodeTables};
 use crate::params::{LANES, PROB_SCALE, RANS_L};
 use crate::planes::{join16, join32, PlaneLayout};
 use crate::rans::{decode_step, PackedSlot};
@@ -58,6 +58,7 @@ fn join_planes(layout: PlaneLayout, planes: &[Vec<u8>], out: &mut [u8]) {
                 o.copy_from_slice(&v.to_le_bytes());
             }
         }
+        PlaneLayout::Byte => out.copy_from_slice(&planes[0]),
     }
 }
 
@@ -88,7 +89,13 @@ pub fn decode_reference(entry: &CodedEntry, out: &mut [u8]) -> Result<()> {
             let mut next = lane.first_word;
             for j in 0..lane_value_count(values, l) {
                 let i = b * block + l + j * LANES;
-                for (&p, table) in coded.iter().zip(&tables) {
+                for &p in &coded {
+                    // Plane 1's table depends on the value's plane-0 byte (decoded or raw).
+                    let table = if p == 1 {
+                        tables.plane1(planes[0][i])
+                    } else {
+                        tables.plane(p)
+                    };
                     let (sym, x) = decode_step(state, table[(state % PROB_SCALE) as usize]);
                     planes[p][i] = sym;
                     state = x;
@@ -172,11 +179,11 @@ struct FastCtx<'e> {
     block: usize,
     /// Bit `p` set: plane `p` is coded.
     coded_mask: u8,
-    /// Decode table of each coded plane, indexed by plane (empty for raw planes).
-    tables: [Vec<PackedSlot>; 4],
+    /// The decode tables.
+    tables: DecodeTables,
     /// Raw bytes of each raw plane, indexed by plane (empty for coded planes).
     raw: [&'e [u8]; 4],
-    /// The words as `u16`, for the scalar kernel (empty for the SIMD kernels).
+    /// The words as `u16`, for the scalar kernel (empty when a SIMD kernel decodes).
     words: std::borrow::Cow<'e, [u16]>,
     /// The word section, for the SIMD kernels.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -241,13 +248,11 @@ pub fn decode_fast_blocks(
     } else {
         kernel
     };
-    let mut tables: [Vec<PackedSlot>; 4] = Default::default();
+    let tables = entry.decode_tables();
     let mut raw: [&[u8]; 4] = [&[]; 4];
-    let mut decode_tables = entry.decode_tables().into_iter();
-    for p in 0..layout.plane_count() {
-        match entry.raw_plane(p) {
-            Some(r) => raw[p] = r,
-            None => tables[p] = decode_tables.next().expect("one table per coded plane"),
+    for (p, r) in raw.iter_mut().enumerate().take(layout.plane_count()) {
+        if let Some(plane) = entry.raw_plane(p) {
+            *r = plane;
         }
     }
     let ctx = FastCtx {
@@ -257,7 +262,7 @@ pub fn decode_fast_blocks(
         coded_mask: entry.header.coded_mask,
         tables,
         raw,
-        words: if kernel == CpuKernel::Scalar {
+        words: if kernel == CpuKernel::Scalar || layout == PlaneLayout::Byte {
             words_of(entry)
         } else {
             std::borrow::Cow::Borrowed(&[])
@@ -314,9 +319,11 @@ impl BlockLanes {
 impl FastCtx<'_> {
     fn decode_block(&self, entry: &CodedEntry, b: usize, out: &mut [u8]) -> Result<()> {
         let lanes = BlockLanes::read(entry, b);
-        match self.kernel {
+        match (self.kernel, self.layout) {
+            // One-byte values have no SIMD kernel (yet): the scalar one decodes them.
+            (_, PlaneLayout::Byte) => self.decode_block_scalar(&lanes, b, out),
             #[cfg(target_arch = "x86_64")]
-            CpuKernel::Avx2 | CpuKernel::Avx512 => x86::decode_block(self, &lanes, b, out),
+            (CpuKernel::Avx2 | CpuKernel::Avx512, _) => x86::decode_block(self, &lanes, b, out),
             _ => self.decode_block_scalar(&lanes, b, out),
         }
     }
@@ -325,6 +332,7 @@ impl FastCtx<'_> {
         match self.layout {
             PlaneLayout::Float16 => self.scalar_block::<2>(lanes, b, out),
             PlaneLayout::Float32 => self.scalar_block::<4>(lanes, b, out),
+            PlaneLayout::Byte => self.scalar_block::<1>(lanes, b, out),
         }
     }
 
@@ -347,21 +355,32 @@ impl FastCtx<'_> {
             &self.words
         };
         let tables: [Option<&[PackedSlot; PROB_SCALE as usize]>; P] = std::array::from_fn(|p| {
-            (self.coded_mask & (1 << p) != 0)
-                .then(|| self.tables[p].as_slice().try_into().expect("table size"))
+            (self.coded_mask & (1 << p) != 0).then(|| self.tables.plane(p))
         });
+        let tables1 = &self.tables;
         let raw: [&[u8]; P] = std::array::from_fn(|p| self.raw[p]);
         let (mut state, mut next) = (lanes.state, lanes.next);
-        // Value `l + LANES * j` of the block: plane bytes of lane l's value j.
+        // Value `l + LANES * j` of the block: plane bytes of lane l's value j. Plane 1's table
+        // is chosen by the value's plane-0 byte.
         let value = |x: &mut u32, pos: &mut usize, i: usize| -> [u8; P] {
-            std::array::from_fn(|p| match tables[p] {
-                Some(table) => scalar_step(x, pos, table, words),
-                None => raw[p][start + i],
-            })
+            let mut planes = [0u8; P];
+            for p in 0..P {
+                planes[p] = match tables[p] {
+                    Some(_) if p == 1 => {
+                        let table = tables1.plane1(planes[0]).try_into().expect("table size");
+                        scalar_step(x, pos, table, words)
+                    }
+                    Some(table) => scalar_step(x, pos, table, words),
+                    None => raw[p][start + i],
+                };
+            }
+            planes
         };
         let store = |out: &mut [u8], i: usize, planes: [u8; P]| {
             let o = &mut out[P * i..][..P];
-            if P == 2 {
+            if P == 1 {
+                o[0] = planes[0];
+            } else if P == 2 {
                 o.copy_from_slice(&join16(planes[0], planes[1]).to_le_bytes());
             } else {
                 let v = join32([planes[0], planes[1], planes[2], planes[3]]);

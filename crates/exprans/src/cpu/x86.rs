@@ -11,7 +11,9 @@
 //!
 //! Memory safety on hostile input (word contents are arbitrary; the directory was validated by
 //! `CodedEntry::parse`):
-//! - table gathers use `state & 0xfff`, always inside the 4096-slot tables;
+//! - table gathers use `state & 0xfff`, always inside the 4096-slot tables; plane 1's class
+//!   tables are chosen by a gather from the 256-entry `class_base` at the plane-0 byte (`& 0xff`),
+//!   whose entries are the first slots of whole tables;
 //! - word-pair gathers read at the lane's word position clamped to the last pair of the word
 //!   section (entries with fewer than two words use a zero-padded local copy), so every read
 //!   is inside the section; a lane that runs past its end reads garbage and fails the
@@ -303,6 +305,7 @@ pub(super) fn decode_block(
             (_, Float16, _) => block_avx2::<false, 0>(ctx, lanes, b, out),
             (_, Float32, 0b01) => block_avx2::<true, 0b01>(ctx, lanes, b, out),
             (_, Float32, _) => block_avx2::<true, 0>(ctx, lanes, b, out),
+            (_, PlaneLayout::Byte, _) => unreachable!("one-byte values use the scalar kernel"),
         }
     }
 }
@@ -416,12 +419,27 @@ unsafe fn kernel<V: Lanes, const NV: usize, const F32: bool, const MASK: u8>(
     let mut tables = [core::ptr::null::<u32>(); 4];
     for (p, table) in tables.iter_mut().enumerate().take(planes) {
         if mask & (1 << p) != 0 {
-            assert_eq!(ctx.tables[p].len(), PROB_SCALE as usize);
-            *table = ctx.tables[p].as_ptr();
+            *table = ctx.tables.plane(p).as_ptr();
         } else {
             assert_eq!(ctx.raw[p].len(), ctx.n);
         }
     }
+    // Plane 1 with several classes: its table base comes from `class_base` per value. Every
+    // entry is the first slot of a whole table of `slots`.
+    let class_tables = (mask & 0b10 != 0
+        && ctx
+            .tables
+            .class_base
+            .iter()
+            .any(|&c| c != ctx.tables.class_base[0]))
+    .then(|| {
+        assert!(ctx
+            .tables
+            .class_base
+            .iter()
+            .all(|&c| c as usize + PROB_SCALE as usize <= ctx.tables.slots.len()));
+        (ctx.tables.slots.as_ptr(), ctx.tables.class_base.as_ptr())
+    });
 
     let full_steps = values / LANES;
     let out_ptr = out.as_mut_ptr();
@@ -435,7 +453,10 @@ unsafe fn kernel<V: Lanes, const NV: usize, const F32: bool, const MASK: u8>(
                     buffered = 2;
                 }
                 buffered -= 1;
-                decode_plane::<V, NV>(&mut st, &mut sym[p], tables[p], None);
+                let class = class_tables
+                    .filter(|_| p == 1)
+                    .map(|(slots, base)| (slots, base, sym[0]));
+                decode_plane::<V, NV>(&mut st, &mut sym[p], tables[p], class, None);
             } else {
                 // Values start + base .. start + base + 32 are in the block: in bounds.
                 let raw = ctx.raw[p].as_ptr().add(start + base);
@@ -458,7 +479,10 @@ unsafe fn kernel<V: Lanes, const NV: usize, const F32: bool, const MASK: u8>(
                     buffered = 2;
                 }
                 buffered -= 1;
-                decode_plane::<V, NV>(&mut st, &mut sym[p], tables[p], Some(&active));
+                let class = class_tables
+                    .filter(|_| p == 1)
+                    .map(|(slots, base)| (slots, base, sym[0]));
+                decode_plane::<V, NV>(&mut st, &mut sym[p], tables[p], class, Some(&active));
             } else {
                 let mut raw = [0u8; LANES];
                 raw[..rest].copy_from_slice(&ctx.raw[p][start + base..][..rest]);
@@ -482,19 +506,30 @@ unsafe fn kernel<V: Lanes, const NV: usize, const F32: bool, const MASK: u8>(
 /// Decodes one symbol of one plane in every lane (only the lanes of `active` when given),
 /// refilling from `buf`; the lanes' packed table slots go to `sym` (symbol in the low byte).
 ///
-/// SAFETY: `table` has `PROB_SCALE` slots.
+/// With `class = (slots, class_base, plane0)`, each lane's table starts at slot
+/// `class_base[plane0 & 0xff]` of `slots` instead of at `table` (plane 1's context classes).
+///
+/// SAFETY: `table` has `PROB_SCALE` slots; with `class`, `class_base` has 256 entries and each
+/// is the start of `PROB_SCALE` slots of `slots`.
 #[inline(always)]
 unsafe fn decode_plane<V: Lanes, const NV: usize>(
     st: &mut State<V, NV>,
     sym: &mut [V; NV],
     table: *const u32,
+    class: Option<(*const u32, *const u32, [V; NV])>,
     active: Option<&[V::Mask; NV]>,
 ) {
     let slot_mask = V::splat(PROB_SCALE - 1);
     for k in 0..NV {
         let s = st.state[k];
-        // `s & 0xfff < PROB_SCALE`: in bounds.
-        let slot = V::gather(table, s.and(slot_mask));
+        // `s & 0xfff < PROB_SCALE`: in bounds (of the class's table, which starts at `base`).
+        let slot = match class {
+            Some((slots, class_base, plane0)) => {
+                let base = V::gather(class_base, plane0[k].and(V::splat(0xff)));
+                V::gather(slots, base.add(s.and(slot_mask)))
+            }
+            None => V::gather(table, s.and(slot_mask)),
+        };
         sym[k] = slot;
         let freq_m1 = slot.shr::<8>().and(slot_mask);
         let bias = slot.shr::<{ 8 + PROB_BITS }>();

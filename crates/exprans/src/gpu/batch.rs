@@ -109,7 +109,7 @@ pub(crate) const SUBMISSION_BYTES: u64 = 256 << 20;
 /// copy and the host's).
 fn submission_cost(entry: &CodedEntry, dest: &Dest) -> u64 {
     let input = plan::PackedEntry::packed_len(entry, 0..entry.geometry.block_count);
-    let tables = (entry.header.coded_count() * PROB_SCALE as usize * 4) as u64;
+    let tables = (entry.header.table_count() * PROB_SCALE as usize * 4) as u64;
     let output = match dest {
         Dest::Host => 2 * plan::output_len(entry),
         Dest::Buffer(_) => 0,
@@ -272,7 +272,7 @@ impl GpuDecoder {
     fn create_dispatch(
         &self,
         items: &[(&CodedEntry<'_>, Dest<'_>)],
-        tables: &[Vec<Vec<u32>>],
+        tables: &[crate::codec::DecodeTables],
         plan: &DispatchPlan,
         batch: &mut Batch,
     ) -> Result<Dispatch> {
@@ -292,6 +292,8 @@ impl GpuDecoder {
         };
         let lanes_per_group = match (plan.layout, self.path()) {
             (PlaneLayout::Float16, KernelPath::Portable) => 2 * GPU_WORKGROUP_SIZE,
+            // decode8: four lanes per invocation on both paths.
+            (PlaneLayout::Byte, _) => 4 * GPU_WORKGROUP_SIZE,
             _ => GPU_WORKGROUP_SIZE,
         } as u64;
 

@@ -256,6 +256,7 @@ impl GpuDecoder {
             let (module, entry_point) = match layout {
                 PlaneLayout::Float16 => (&self.decode16, "decode16"),
                 PlaneLayout::Float32 => (&self.decode32, "decode32"),
+                PlaneLayout::Byte => (&self.decode32, "decode8"),
             };
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

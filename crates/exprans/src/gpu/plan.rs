@@ -6,17 +6,18 @@
 //! A packed entry (all offsets in u32 words, every section 4-byte aligned):
 //!
 //! ```text
-//! decode tables   PROB_SCALE u32 per coded plane, in plane order
-//! directory       (state, first word) per lane of the blocks, then a sentinel record
-//!                 whose first word is the end of the last lane
-//! words           the blocks' 16-bit words, two per u32, from an even word (`word_origin`) on
-//!                 (at least one u32, zero when there are no words)
+//! decode tables   PROB_SCALE u32 per table, in entry order (plane 1: one per class)
+//! class bases     plane 1 coded: 256 u32, the index of plane 1's table for each plane-0 byte
+//! directory       per lane of the blocks the start of its region, then the end of the last
+//! words           the blocks' lane regions (`CodedEntry::region`: each lane's initial state,
+//!                 two words, then its words), 16-bit words two per u32, from an even word
+//!                 (`word_origin`) on (at least one u32, zero when there are no words)
 //! raw planes      the blocks' bytes of each raw plane, four per u32
 //! ```
 
 use std::ops::Range;
 
-use crate::codec::{CodedEntry, LANE_RECORD_LEN};
+use crate::codec::{CodedEntry, DecodeTables};
 use crate::params::{LANES, PROB_SCALE};
 use crate::{Error, Result};
 
@@ -36,14 +37,15 @@ pub struct PackedParams {
     pub block_size: u32,
     /// Bit `p` set: plane `p` is rANS coded, else stored raw.
     pub coded_mask: u32,
-    /// Index of the first lane's directory record (state, first word).
+    /// Index of the first lane's directory record (the start of its region).
     pub dir_base: u32,
     /// Index of the u32 holding word `word_origin`.
     pub word_base: u32,
     /// The first stored word (even); lanes' word indices are relative to it.
     pub word_origin: u32,
-    /// Zero.
-    pub pad: u32,
+    /// Index of plane 1's 256 class bases (each the index of a decode table); 0 when plane 1
+    /// is raw.
+    pub class_base: u32,
     /// Per plane: index of its decode table (coded) or of its bytes (raw); 0 past the planes.
     pub plane_base: [u32; 4],
 }
@@ -183,8 +185,8 @@ impl Piece {
             first_value,
             value_count: (end_block * entry.header.block_size as usize).min(entry.value_count())
                 - first_value,
-            word_origin: entry.lane(first_block, 0).first_word & !1,
-            word_end: entry.lane(end_block - 1, LANES - 1).end_word,
+            word_origin: entry.region(first_block, 0) & !1,
+            word_end: entry.region(end_block, 0),
         }
     }
 
@@ -224,12 +226,14 @@ impl Piece {
         align4((self.value_count * entry.header.layout.value_bytes()) as u64)
     }
 
+    /// The decode tables and, when plane 1 is coded, its class bases.
     fn tables_len(entry: &CodedEntry) -> u64 {
-        (entry.header.coded_count() * PROB_SCALE as usize * 4) as u64
+        let class_bases = if entry.plane_is_coded(1) { 256 * 4 } else { 0 };
+        (entry.header.table_count() * PROB_SCALE as usize * 4 + class_bases) as u64
     }
 
     fn directory_len(&self) -> u64 {
-        ((self.block_count * LANES + 1) * LANE_RECORD_LEN) as u64
+        ((self.block_count * LANES + 1) * GPU_LANE_RECORD_LEN) as u64
     }
 
     /// At least one u32, so that a kernel's clamped word read stays inside the section even
@@ -250,6 +254,9 @@ impl Piece {
             + Self::raw_planes(entry) as u64 * align4(self.value_count as u64)
     }
 }
+
+/// Bytes of one lane's record in a packed entry: the start of its region (a u32).
+const GPU_LANE_RECORD_LEN: usize = 4;
 
 /// The pieces of `entry`: consecutive, covering every block, each with an input of at most
 /// `max_input` bytes and an output of at most `max_output` bytes.
@@ -314,7 +321,7 @@ pub(crate) fn split(entry: &CodedEntry, max_input: u64, max_output: u64) -> Resu
 /// `first_group`, `out_base` and `flag_index` are left 0 for the caller.
 pub(crate) fn pack(
     entry: &CodedEntry,
-    tables: &[Vec<u32>],
+    tables: &DecodeTables,
     piece: &Piece,
     base: u32,
     write: impl FnMut(u64, &[u8]),
@@ -329,7 +336,7 @@ pub(crate) fn pack(
 /// the start of its `input_len` zeroed bytes), indices counted from u32 `base`.
 fn pack_piece(
     entry: &CodedEntry,
-    tables: &[Vec<u32>],
+    tables: &DecodeTables,
     piece: &Piece,
     base: u32,
     mut write: impl FnMut(u64, &[u8]),
@@ -350,23 +357,31 @@ fn pack_piece(
         base + (start / 4) as u32
     };
 
-    let mut table = tables.iter();
+    let slots_base = section(bytemuck::cast_slice(&tables.slots), &mut at);
     for p in 0..entry.header.layout.plane_count() {
-        if entry.raw_plane(p).is_none() {
-            let t = table.next().expect("one table per coded plane");
-            params.plane_base[p] = section(bytemuck::cast_slice(t), &mut at);
+        if entry.plane_is_coded(p) {
+            params.plane_base[p] = slots_base + tables.plane_base[p] as u32;
         }
     }
+    if entry.plane_is_coded(1) {
+        let bases = tables.class_base.map(|slot| slots_base + slot);
+        params.class_base = section(bytemuck::cast_slice(&bases), &mut at);
+    }
 
-    let records = &entry.directory_bytes()[piece.first_block * LANES * LANE_RECORD_LEN..]
-        [..piece.block_count * LANES * LANE_RECORD_LEN];
-    params.dir_base = section(records, &mut at);
-    let mut sentinel = [0u8; LANE_RECORD_LEN];
-    sentinel[4..].copy_from_slice(&(piece.word_end as u32).to_le_bytes());
-    section(&sentinel, &mut at);
+    let blocks = piece.first_block..piece.first_block + piece.block_count;
+    let mut records = Vec::with_capacity(piece.block_count * LANES + 1);
+    for b in blocks.clone() {
+        records.extend((0..LANES).map(|l| entry.region(b, l) as u32));
+    }
+    records.push(piece.word_end as u32);
+    params.dir_base = section(bytemuck::cast_slice(&records), &mut at);
 
-    let words = &entry.word_bytes()[2 * piece.word_origin..2 * piece.word_end];
-    params.word_base = section(words, &mut at);
+    let words: std::borrow::Cow<[u8]> = if entry.version() >= 2 {
+        entry.word_bytes()[2 * piece.word_origin..2 * piece.word_end].into()
+    } else {
+        version1_regions(entry, blocks, piece).into()
+    };
+    params.word_base = section(&words, &mut at);
     if words.is_empty() {
         at += 4;
     }
@@ -379,6 +394,30 @@ fn pack_piece(
     }
     debug_assert_eq!(at, piece.input_len(entry));
     params
+}
+
+/// The regions of `piece`'s lanes of a version-1 entry (whose states are in its directory), as
+/// little-endian bytes from `piece.word_origin` on.
+fn version1_regions(entry: &CodedEntry, blocks: Range<usize>, piece: &Piece) -> Vec<u8> {
+    let words = entry.word_bytes();
+    let mut out = Vec::with_capacity(2 * (piece.word_end - piece.word_origin));
+    if entry.region(piece.first_block, 0) != piece.word_origin {
+        out.extend([0, 0]); // before the first region: never read
+    }
+    for b in blocks {
+        for l in 0..LANES {
+            let lane = entry.lane(b, l);
+            // Lane l + 1 of block b is lane 0 of block b + 1 when l is the last lane.
+            if entry.region(b, l + 1) == entry.region(b, l) {
+                continue;
+            }
+            out.extend_from_slice(&(lane.state as u16).to_le_bytes());
+            out.extend_from_slice(&((lane.state >> 16) as u16).to_le_bytes());
+            out.extend_from_slice(&words[2 * lane.first_word..2 * lane.end_word]);
+        }
+    }
+    debug_assert_eq!(out.len(), 2 * (piece.word_end - piece.word_origin));
+    out
 }
 
 #[cfg(test)]
@@ -450,13 +489,20 @@ mod tests {
         })
         .entry;
         let word = |i: usize| u32::from_le_bytes(buf[4 * i..][..4].try_into().unwrap());
-        assert_eq!(word(params.plane_base[1] as usize + 7), tables[1][7]);
+        assert_eq!(word(params.plane_base[0] as usize + 7), tables.plane(0)[7]);
+        for p0 in [0u8, 127, 130, 255] {
+            let base = word(params.class_base as usize + p0 as usize) as usize;
+            assert_eq!(word(base + 9), tables.plane1(p0)[9]);
+        }
         let lane = entry.lane(p.first_block, 3);
-        let rec = params.dir_base as usize + 2 * 3;
-        assert_eq!(word(rec), lane.state);
-        assert_eq!(word(rec + 1) as usize, lane.first_word);
-        let sentinel = params.dir_base as usize + 2 * p.block_count * LANES;
-        assert_eq!(word(sentinel + 1) as usize, p.word_end);
+        let rec = params.dir_base as usize + 3;
+        assert_eq!(
+            word(rec) as usize,
+            lane.first_word - 2,
+            "the region starts with the state"
+        );
+        let sentinel = params.dir_base as usize + p.block_count * LANES;
+        assert_eq!(word(sentinel) as usize, p.word_end);
         let rel = lane.first_word - p.word_origin;
         let w = (word(params.word_base as usize + rel / 2) >> (16 * (rel % 2))) & 0xffff;
         let expected = &entry.word_bytes()[2 * lane.first_word..][..2];

@@ -69,7 +69,8 @@ pub(crate) enum Module {
     Decode16Portable,
     /// BF16/F16, one lane per invocation, pairs exchange values with a subgroup shuffle.
     Decode16Subgroup,
-    /// F32, one lane per invocation (both paths).
+    /// F32, one lane per invocation, and one-byte values, four lanes per invocation (both
+    /// paths).
     Decode32,
     /// The copy kernels `gpu::bench` compares against.
     Copy,
@@ -102,7 +103,7 @@ impl Module {
                 Module::Decode32 => (
                     "exprans decode32",
                     &[RANS_LANE, DECODE_COMMON, DECODE32],
-                    &["decode32"],
+                    &["decode32", "decode8"],
                     false,
                 ),
                 Module::Copy => ("exprans copy", &[COPY], &["copy_u32", "copy_vec4"], false),
@@ -184,7 +185,7 @@ mod tests {
             dir_base,
             word_base,
             word_origin,
-            pad,
+            class_base,
             plane_base
         );
         let job = rust_layout!(JobParams, first_group, out_base, flag_index, pad, entry);

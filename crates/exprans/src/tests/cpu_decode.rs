@@ -3,7 +3,7 @@
 //! the bytes of the straightforward encoder (`build_entry` below), serially and on a rayon pool.
 
 use crate::codec::{
-    encode, CodedEntry, EncodeOptions, EntryHeader, ENTRY_HEADER_LEN, ENTRY_MAGIC, ENTRY_VERSION,
+    encode, plane1_tables, CodedEntry, EncodeOptions, EntryHeader, ENTRY_HEADER_LEN, ENTRY_MAGIC,
 };
 use crate::cpu::{decode_fast, decode_fast_with, decode_reference, CpuKernel};
 use crate::params::{LANES, RANS_L};
@@ -92,28 +92,74 @@ fn histogram(plane: &[u8]) -> [u64; 256] {
 }
 
 /// The straightforward encoder (lane after lane, one division per symbol, words pushed and
-/// reversed) writing an entry that codes exactly the planes of `coded_mask`. `codec::encode` must
-/// produce the same bytes for the planes it chooses to code.
-fn build_entry(layout: PlaneLayout, data: &[u8], coded_mask: u8, block_size: u32) -> Vec<u8> {
+/// reversed) writing an entry of `version` (1 or 2) that codes exactly the planes of
+/// `coded_mask`; in version 2 plane 1 gets the context classes `codec::plane1_tables` chooses.
+/// `codec::encode` must produce the same bytes for the planes it chooses to code.
+pub(crate) fn build_entry(
+    version: u8,
+    layout: PlaneLayout,
+    data: &[u8],
+    coded_mask: u8,
+    block_size: u32,
+) -> Vec<u8> {
     let planes = layout.split(data);
     let n = planes[0].len();
     assert!(n > 0 && coded_mask != 0);
     let block = block_size as usize;
-    let tables: Vec<Option<FreqTable>> = planes
+    // Per coded plane: its tables (plane 1: one per class) and the class of each plane-0 byte.
+    let mut plane1_classes = 0u8;
+    let tables: Vec<Option<(Vec<FreqTable>, [usize; 256])>> = planes
         .iter()
         .enumerate()
         .map(|(p, plane)| {
-            (coded_mask >> p & 1 == 1).then(|| FreqTable::from_counts(&histogram(plane)).unwrap())
+            if coded_mask >> p & 1 == 0 {
+                return None;
+            }
+            if p == 1 && version == 2 {
+                let joint = crate::codec::joint_histogram(&planes[0], plane);
+                let table_bits = crate::codec::class_table_bits(&EncodeOptions::default());
+                let (map, tables, _) =
+                    plane1_tables(&joint, crate::codec::ENCODER_MAX_CLASSES, table_bits);
+                plane1_classes = map.classes() as u8;
+                return Some((tables, std::array::from_fn(|b| map.class_of(b as u8))));
+            }
+            Some((
+                vec![FreqTable::from_counts(&histogram(plane)).unwrap()],
+                [0; 256],
+            ))
         })
         .collect();
     let mut table_bytes = Vec::new();
-    for t in tables.iter().flatten() {
-        t.serialize(&mut table_bytes);
+    for (p, t) in tables.iter().enumerate() {
+        if let Some((t, class)) = t {
+            if p == 1 && plane1_classes > 1 {
+                // The class map: lo, hi, then 4-bit classes of lo..=hi.
+                let lo = class.iter().position(|&c| c != 0).unwrap();
+                let hi = class.iter().rposition(|&c| c != 0).unwrap();
+                table_bytes.extend([lo as u8, hi as u8]);
+                for pair in class[lo..=hi].chunks(2) {
+                    table_bytes.push(pair[0] as u8 | (*pair.get(1).unwrap_or(&0) as u8) << 4);
+                }
+            }
+            for t in t {
+                t.serialize(&mut table_bytes);
+            }
+        }
     }
-    let coded: Vec<(&[u8], [rans::EncSymbol; 256])> = planes
+    // Per coded plane: its bytes, its encoder tables (one per class), each plane-0 byte's class.
+    type Coded<'a> = (&'a [u8], Vec<[rans::EncSymbol; 256]>, [usize; 256]);
+    let coded: Vec<Coded> = planes
         .iter()
         .zip(&tables)
-        .filter_map(|(p, t)| t.as_ref().map(|t| (p.as_slice(), rans::encode_table(t))))
+        .filter_map(|(p, t)| {
+            t.as_ref().map(|(t, class)| {
+                (
+                    p.as_slice(),
+                    t.iter().map(rans::encode_table).collect(),
+                    *class,
+                )
+            })
+        })
         .collect();
     let mut directory = Vec::new();
     let mut words: Vec<u16> = Vec::new();
@@ -125,18 +171,32 @@ fn build_entry(layout: PlaneLayout, data: &[u8], coded_mask: u8, block_size: u32
             let count = crate::codec::lane_value_count(values, l);
             for j in (0..count).rev() {
                 let i = start + l + j * LANES;
-                for (plane, enc) in coded.iter().rev() {
-                    rans::encode_symbol(&mut state, &mut lane_words, enc[plane[i] as usize]);
+                for (plane, enc, class) in coded.iter().rev() {
+                    let table = &enc[class[planes[0][i] as usize]];
+                    rans::encode_symbol(&mut state, &mut lane_words, table[plane[i] as usize]);
                 }
             }
-            directory.extend_from_slice(&state.to_le_bytes());
-            directory.extend_from_slice(&(words.len() as u32).to_le_bytes());
+            if version == 1 {
+                directory.extend_from_slice(&state.to_le_bytes());
+                directory.extend_from_slice(&(words.len() as u32).to_le_bytes());
+            } else if count == 0 {
+                directory.extend_from_slice(&0u16.to_le_bytes());
+                continue;
+            } else {
+                directory.extend_from_slice(&(2 + lane_words.len() as u16).to_le_bytes());
+                words.extend([state as u16, (state >> 16) as u16]);
+            }
             words.extend(lane_words.iter().rev());
         }
     }
     let mut head = Vec::new();
     head.extend_from_slice(&ENTRY_MAGIC);
-    head.extend_from_slice(&[ENTRY_VERSION, layout as u8, coded_mask, 0]);
+    let classes_byte = if version == 2 && coded_mask & 2 != 0 {
+        plane1_classes
+    } else {
+        0
+    };
+    head.extend_from_slice(&[version, layout as u8, coded_mask, classes_byte]);
     head.extend_from_slice(&(n as u64).to_le_bytes());
     head.extend_from_slice(&block_size.to_le_bytes());
     head.extend_from_slice(&(table_bytes.len() as u32).to_le_bytes());
@@ -220,7 +280,7 @@ fn check(layout: PlaneLayout, data: &[u8], opts: EncodeOptions, what: &str) {
     };
     let mask = EntryHeader::parse(&entry).unwrap().coded_mask;
     assert!(
-        entry == build_entry(layout, data, mask, opts.block_size),
+        entry == build_entry(2, layout, data, mask, opts.block_size),
         "{what}: encode differs from the straightforward encoder"
     );
     let decoded = decode_all(&entry, layout, n, what).expect("decodes");
@@ -230,10 +290,15 @@ fn check(layout: PlaneLayout, data: &[u8], opts: EncodeOptions, what: &str) {
 /// Codes every plane subset of `data` with `build_entry` and decodes with every path.
 fn check_every_mask(layout: PlaneLayout, data: &[u8], block_size: u32, what: &str) {
     let n = data.len() / layout.value_bytes();
-    for mask in 1..1u8 << layout.plane_count() {
-        let entry = build_entry(layout, data, mask, block_size);
-        let decoded = decode_all(&entry, layout, n, what).expect("decodes");
-        assert!(decoded == data, "{what} mask {mask:#b}: wrong values");
+    for version in [1, 2].into_iter().filter(|&v| layout.in_version(v)) {
+        for mask in 1..1u8 << layout.plane_count() {
+            let entry = build_entry(version, layout, data, mask, block_size);
+            let decoded = decode_all(&entry, layout, n, what).expect("decodes");
+            assert!(
+                decoded == data,
+                "{what} v{version} mask {mask:#b}: wrong values"
+            );
+        }
     }
 }
 
@@ -327,9 +392,17 @@ fn single_symbol_planes_code_in_zero_words() {
             for block_size in [64, 66, 4096] {
                 let what = format!("{dtype:?} constant n={n} block={block_size}");
                 check_every_mask(dtype.layout(), &data, block_size, &what);
-                let entry = build_entry(dtype.layout(), &data, 1, block_size);
+                let entry = build_entry(1, dtype.layout(), &data, 1, block_size);
                 let header = EntryHeader::parse(&entry).unwrap();
                 assert_eq!(header.words_count, 0, "{what}");
+                // Version 2: only the initial states of the lanes that hold values.
+                let entry = build_entry(2, dtype.layout(), &data, 1, block_size);
+                let header = EntryHeader::parse(&entry).unwrap();
+                let lanes: usize = (0..n)
+                    .step_by(block_size as usize)
+                    .map(|start| LANES.min(n - start))
+                    .sum();
+                assert_eq!(header.words_count as usize, 2 * lanes, "{what}");
                 for fast in [false, true] {
                     let opts = EncodeOptions {
                         block_size,
@@ -442,12 +515,25 @@ fn encode_on_a_pool_gives_the_serial_bytes() {
 /// Flips bytes of an entry's word section (and of its directory) and checks that every path
 /// agrees with the reference on each damaged entry: the same error, or the same bytes.
 fn check_flips(layout: PlaneLayout, data: &[u8], mask: u8, block_size: u32, seed: u64) {
+    for version in [1, 2].into_iter().filter(|&v| layout.in_version(v)) {
+        check_flips_in(version, layout, data, mask, block_size, seed);
+    }
+}
+
+fn check_flips_in(
+    version: u8,
+    layout: PlaneLayout,
+    data: &[u8],
+    mask: u8,
+    block_size: u32,
+    seed: u64,
+) {
     let n = data.len() / layout.value_bytes();
-    let entry = build_entry(layout, data, mask, block_size);
+    let entry = build_entry(version, layout, data, mask, block_size);
     let parsed = CodedEntry::parse(&entry, layout, n as u64).unwrap();
     let g = parsed.geometry.clone();
     let words = g.words_offset..g.words_offset + 2 * parsed.header.words_count as usize;
-    let directory = g.directory_offset..g.words_offset;
+    let directory = g.directory_offset..g.directory_end;
     let mut rng = Rng(seed | 1);
     let mut targets: Vec<usize> = if words.len() <= 400 {
         words.clone().collect()
@@ -467,7 +553,7 @@ fn check_flips(layout: PlaneLayout, data: &[u8], mask: u8, block_size: u32, seed
         }
         let mut bad = entry.clone();
         bad[at] ^= 1 << (rng.next_u64() % 8);
-        let what = format!("{layout:?} mask={mask:#b} flip at {at}");
+        let what = format!("v{version} {layout:?} mask={mask:#b} flip at {at}");
         if decode_all(&bad, layout, n, &what).is_none() {
             failures += 1;
         }
@@ -500,7 +586,7 @@ fn truncated_and_swapped_lanes_are_rejected_alike() {
     // garbage or fail; all paths agree.
     let dtype = Dtype::Bf16;
     let data = weights(dtype, 3000, 4);
-    let entry = build_entry(PlaneLayout::Float16, &data, 0b11, 66);
+    let entry = build_entry(1, PlaneLayout::Float16, &data, 0b11, 66);
     let parsed = CodedEntry::parse(&entry, PlaneLayout::Float16, 3000).unwrap();
     let dir = parsed.geometry.directory_offset;
     let records = (parsed.geometry.words_offset - dir) / 8;
@@ -520,6 +606,31 @@ fn truncated_and_swapped_lanes_are_rejected_alike() {
             );
         }
     }
+    // Version 2: one word moved from a lane to its neighbour (the counts still cover the words).
+    let entry = build_entry(2, PlaneLayout::Float16, &data, 0b11, 66);
+    let parsed = CodedEntry::parse(&entry, PlaneLayout::Float16, 3000).unwrap();
+    let dir = parsed.geometry.directory_offset;
+    let count = |e: &[u8], r: usize| u16::from_le_bytes([e[dir + 2 * r], e[dir + 2 * r + 1]]);
+    let records = (parsed.geometry.directory_end - dir) / 2;
+    let mut tried = 0;
+    for r in 0..records - 1 {
+        for (from, to) in [(r, r + 1), (r + 1, r)] {
+            let (a, b) = (count(&entry, from), count(&entry, to));
+            if a <= 2 || b == 0 {
+                continue;
+            }
+            let mut bad = entry.clone();
+            bad[dir + 2 * from..][..2].copy_from_slice(&(a - 1).to_le_bytes());
+            bad[dir + 2 * to..][..2].copy_from_slice(&(b + 1).to_le_bytes());
+            let what = format!("v2 word moved from lane record {from} to {to}");
+            assert!(
+                decode_all(&bad, PlaneLayout::Float16, 3000, &what).is_none(),
+                "{what}"
+            );
+            tried += 1;
+        }
+    }
+    assert!(tried > 100);
 }
 
 mod props {
@@ -566,7 +677,7 @@ mod props {
             let n = data.len() / layout.value_bytes();
             if n > 0 {
                 let mask = if fast { 1 } else { (1 << layout.plane_count()) - 1 };
-                let entry = build_entry(layout, &data, mask, opts.block_size);
+                let entry = build_entry(2, layout, &data, mask, opts.block_size);
                 let decoded = decode_all(&entry, layout, n, "proptest every plane");
                 prop_assert!(decoded.as_deref() == Some(&data[..]));
             }
@@ -580,7 +691,7 @@ mod props {
         ) {
             let n = data.len() / 2;
             prop_assume!(n > 0);
-            let entry = build_entry(PlaneLayout::Float16, &data, 0b11, 2 * half_block);
+            let entry = build_entry(2, PlaneLayout::Float16, &data, 0b11, 2 * half_block);
             let parsed = CodedEntry::parse(&entry, PlaneLayout::Float16, n as u64).unwrap();
             let words = 2 * parsed.header.words_count as usize;
             prop_assume!(words > 0);
@@ -590,6 +701,40 @@ mod props {
                 bad[start + (at % words as u64) as usize] ^= 1 << bit;
             }
             decode_all(&bad, PlaneLayout::Float16, n, "proptest flips");
+        }
+    }
+}
+
+/// One-byte values (FP8-like: a skewed "exponent" in the high bits, uniform low bits), every
+/// length and block size, every path; and the block size rounds up to a multiple of 4.
+#[test]
+fn one_byte_values_round_trip() {
+    let layout = PlaneLayout::Byte;
+    for n in LENGTHS.into_iter().chain([20_000]) {
+        let mut rng = Rng(n as u64 | 1);
+        let data: Vec<u8> = (0..n)
+            .map(|_| {
+                let r = rng.next_u64();
+                ((r % 64).trailing_zeros().min(7) as u8) << 4 | (r >> 32) as u8 & 0x8f
+            })
+            .collect();
+        for block_size in [64u32, 66, 4096, 1 << 19] {
+            let what = format!("bytes n={n} block={block_size}");
+            check_every_mask(layout, &data, block_size.next_multiple_of(4), &what);
+            let opts = EncodeOptions {
+                block_size,
+                ..EncodeOptions::default()
+            };
+            let (entry, _) = encode(layout, &data, &opts).unwrap();
+            if let Some(entry) = entry {
+                let header = EntryHeader::parse(&entry).unwrap();
+                assert_eq!(header.block_size, block_size.next_multiple_of(4));
+                let decoded = decode_all(&entry, layout, n, &what).expect("decodes");
+                assert!(decoded == data, "{what}");
+            }
+        }
+        if n >= 64 {
+            check_flips(layout, &data, 1, 64, n as u64);
         }
     }
 }

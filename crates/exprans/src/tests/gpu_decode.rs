@@ -121,15 +121,27 @@ fn values(layout: PlaneLayout, n: usize, narrow: u8, constant: u8, seed: u64) ->
         match layout {
             PlaneLayout::Float16 => {
                 let (a, b) = (plane(0), plane(1));
-                out.extend_from_slice(&join16(a, b).to_le_bytes());
+                out.extend_from_slice(&join16(a, correlated(narrow, a, b)).to_le_bytes());
             }
             PlaneLayout::Float32 => {
                 let p = [plane(0), plane(1), plane(2), plane(3)];
+                let p = [p[0], correlated(narrow, p[0], p[1]), p[2], p[3]];
                 out.extend_from_slice(&join32(p).to_le_bytes());
             }
+            PlaneLayout::Byte => out.push(plane(0)),
         }
     }
     out
+}
+
+/// A skewed plane 1 (`narrow` bit 1) whose shape depends on plane 0 (its position moves with the
+/// low bits of `p0`), so that plane 1 is coded with several context classes.
+fn correlated(narrow: u8, p0: u8, p1: u8) -> u8 {
+    if narrow & 0b10 != 0 {
+        p1 ^ (p0 & 3) << 5
+    } else {
+        p1
+    }
 }
 
 /// Narrow-exponent data with NaN, ±Inf, subnormals, ±0 and the extreme values sprinkled in.
@@ -158,6 +170,8 @@ fn special_values(layout: PlaneLayout, n: usize, seed: u64) -> Vec<u8> {
                 .copy_from_slice(&specials16[k % specials16.len()].to_le_bytes()),
             PlaneLayout::Float32 => data[4 * i..4 * i + 4]
                 .copy_from_slice(&specials32[k % specials32.len()].to_le_bytes()),
+            // FP8 E4M3 NaN, E5M2 infinity, zeros, extremes.
+            PlaneLayout::Byte => data[i] = [0x7f, 0xff, 0x7c, 0x80, 0x00, 0x01, 0x7e][k % 7],
         }
     }
     data
@@ -329,10 +343,11 @@ fn read_buffer(decoder: &GpuDecoder, buffer: &wgpu::Buffer) -> Vec<u8> {
     bytes
 }
 
-fn layouts() -> [(PlaneLayout, &'static str); 2] {
+fn layouts() -> [(PlaneLayout, &'static str); 3] {
     [
         (PlaneLayout::Float16, "16-bit"),
         (PlaneLayout::Float32, "F32"),
+        (PlaneLayout::Byte, "8-bit"),
     ]
 }
 
@@ -368,8 +383,9 @@ fn every_coded_plane_combination_and_block_size() {
 }
 
 /// Lanes longer than a driver lets a shader loop (Mesa stops an invocation after 65,535 loop
-/// iterations: blocks of 2^21 values and more) are refused as unsupported, not reported as
-/// corrupt data (issue 10, defect 4); blocks of 2^20 values decode.
+/// iterations: version-1 blocks of 2^21 values and more) are refused as unsupported, not
+/// reported as corrupt data (issue 10, defect 4); version-1 blocks of 2^20 values and the largest
+/// version-2 blocks (2^19) decode.
 #[test]
 fn lanes_longer_than_drivers_loop_are_refused_and_2_pow_20_blocks_decode() {
     if decoders().is_empty() {
@@ -379,11 +395,12 @@ fn lanes_longer_than_drivers_loop_are_refused_and_2_pow_20_blocks_decode() {
     let layout = PlaneLayout::Float16;
     let n = (1 << 21) + 5;
     let data = special_values(layout, n, 21);
-    for block in [1u32 << 21, crate::MAX_BLOCK_SIZE] {
+    // Version 1 allowed such blocks (version 2 stops at 2^19).
+    for block in [1u32 << 21, crate::params::MAX_BLOCK_SIZE_V1] {
         let case = Case::new(
             format!("block {block}"),
             layout,
-            encoded(layout, &data, block, false),
+            super::cpu_decode::build_entry(1, layout, &data, 0b11, block),
             &data,
         );
         let entry = case.parse();
@@ -397,8 +414,12 @@ fn lanes_longer_than_drivers_loop_are_refused_and_2_pow_20_blocks_decode() {
         }
     }
     let data = &data[..2 * ((1 << 20) + 7)];
-    let entry = encoded(layout, data, 1 << 20, false);
-    check_all(&[Case::new("block 2^20", layout, entry, data)]);
+    let entry = super::cpu_decode::build_entry(1, layout, data, 0b11, 1 << 20);
+    let largest = encoded(layout, data, crate::MAX_BLOCK_SIZE, false);
+    check_all(&[
+        Case::new("v1 block 2^20", layout, entry, data),
+        Case::new("v2 block 2^19", layout, largest, data),
+    ]);
 }
 
 /// Many tiny coded tensors: every coded plane brings a 16 KiB decode table, so a batch bounded
@@ -437,8 +458,9 @@ fn many_tiny_tensors_are_decoded_in_bounded_submissions() {
     // Another initial state (still a valid one) for lane 0 of an entry in the last group.
     let victim = count - 10;
     let mut bad = cases[victim].entry.clone();
-    let directory = cases[victim].parse().sections().directory;
-    bad[directory.start + 3] ^= 0x01;
+    // Its high state word: the second word of the words section.
+    let words = cases[victim].parse().sections().words;
+    bad[words.start + 3] ^= 0x01;
     let bad = CodedEntry::parse(&bad, layout, 64).unwrap();
     let mut refs = refs;
     refs[victim] = &bad;
@@ -536,18 +558,25 @@ fn edge_cases() {
         // Every plane single-symbol: zero words in the whole entry.
         let data = vec![0x3fu8; 10_000 * layout.value_bytes()];
         let entry = encoded(layout, &data, 4096, false);
-        assert_eq!(EntryHeader::parse(&entry).unwrap().words_count, 0);
+        // Only the initial states of the lanes (all 32 of each of the 3 blocks hold values).
+        let blocks = 10_000usize.div_ceil(4096);
+        assert_eq!(
+            EntryHeader::parse(&entry).unwrap().words_count as usize,
+            2 * 32 * blocks
+        );
         cases.push(Case::new(format!("{name} all equal"), layout, entry, &data));
         // A single-symbol plane (coded in zero bits) beside a coded and raw ones.
-        let data = values(layout, 9_999, 0b10, 0b01, 99);
-        let entry = encoded(layout, &data, 4096, false);
-        assert_eq!(EntryHeader::parse(&entry).unwrap().coded_mask, 0b11);
-        cases.push(Case::new(
-            format!("{name} constant plane"),
-            layout,
-            entry,
-            &data,
-        ));
+        if layout.plane_count() > 1 {
+            let data = values(layout, 9_999, 0b10, 0b01, 99);
+            let entry = encoded(layout, &data, 4096, false);
+            assert_eq!(EntryHeader::parse(&entry).unwrap().coded_mask, 0b11);
+            cases.push(Case::new(
+                format!("{name} constant plane"),
+                layout,
+                entry,
+                &data,
+            ));
+        }
         // NaN, ±Inf, subnormals, ±0.
         for n in [40_000, 40_001] {
             let data = special_values(layout, n, n as u64);
@@ -634,21 +663,30 @@ fn corrupted_streams_are_errors_not_garbage() {
     let mut bytes = good.clone();
     bytes[words_at + parsed.word_bytes().len() / 2] ^= 0x10;
     damaged.push(("flipped word", bytes));
-    // A changed initial state of lane 5 of block 3 (still >= RANS_L, so parsing accepts it).
+    // A changed initial state of lane 5 of block 3 (still >= RANS_L, so parsing accepts it):
+    // its high word, the lane's second word.
     let mut bytes = good.clone();
-    bytes[dir_at + (3 * LANES + 5) * 8 + 1] ^= 0x40;
+    let state_hi = parsed.lane(3, 5).first_word - 1;
+    bytes[words_at + 2 * state_hi + 1] ^= 0x40;
     damaged.push(("changed state", bytes));
-    // The boundary between lanes 30 and 31 of block 12 moved by one word either way. Moved
-    // back, lane 30 misses its last word; moved forward, lane 30 decodes to the right state but
-    // stops one word before its end, which only the end-of-lane position check catches.
+    // The boundary between lanes 30 and 31 of block 12 moved by one word either way (their
+    // word counts changed by one, the total kept). Moved back, lane 30 misses its last word;
+    // moved on, lane 30 decodes to the right state but stops one word before its end (which only
+    // the end-of-lane position check catches) and lane 31 reads a wrong state.
     for (what, delta) in [
-        ("lane boundary moved back", -1i64),
+        ("lane boundary moved back", -1i32),
         ("lane boundary moved on", 1),
     ] {
         let mut bytes = good.clone();
-        let rec = dir_at + (12 * LANES + LANES - 1) * 8 + 4;
-        let first = u32::from_le_bytes(bytes[rec..rec + 4].try_into().unwrap());
-        bytes[rec..rec + 4].copy_from_slice(&((first as i64 + delta) as u32).to_le_bytes());
+        let count =
+            |b: &[u8], r: usize| u16::from_le_bytes([b[dir_at + 2 * r], b[dir_at + 2 * r + 1]]);
+        let (r30, r31) = (12 * LANES + LANES - 2, 12 * LANES + LANES - 1);
+        let (c30, c31) = (
+            count(&bytes, r30) as i32 + delta,
+            count(&bytes, r31) as i32 - delta,
+        );
+        bytes[dir_at + 2 * r30..][..2].copy_from_slice(&(c30 as u16).to_le_bytes());
+        bytes[dir_at + 2 * r31..][..2].copy_from_slice(&(c31 as u16).to_le_bytes());
         damaged.push((what, bytes));
     }
     drop(parsed);
