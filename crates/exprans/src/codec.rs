@@ -15,7 +15,9 @@
 //! ```
 
 use crate::classes::{self, ClassMap};
-use crate::params::{align_up, ALIGN, LANES, MAX_BLOCK_SIZE, MAX_BLOCK_SIZE_V1, RANS_L};
+use crate::params::{
+    align_up, ALIGN, LANES, MAX_BLOCK_SIZE, MAX_BLOCK_SIZE_V1, MAX_CLASSES, RANS_L,
+};
 use crate::planes::PlaneLayout;
 use crate::rans::{self, FreqTable};
 use crate::{Error, Result};
@@ -385,22 +387,37 @@ pub fn encode_with_classes(
 }
 
 /// One coded plane as the encoder reads it: the symbol of value `i` is
-/// `table[class_base[context[i]] + bytes[i]]`.
+/// `tables[class[context[i]]][bytes[i]]`, or `tables[0][bytes[i]]` without context classes.
 struct CodedPlane<'a> {
     bytes: &'a [u8],
-    /// Plane 0's bytes, which choose plane 1's class (any plane's bytes for other planes, whose
-    /// `class_base` is all 0).
-    context: &'a [u8],
-    /// `256 * class` of each context byte.
-    class_base: [u32; 256],
-    /// 256 encoder symbols per class.
-    table: Vec<rans::RcpSymbol>,
+    /// Plane 1 with context classes: plane 0's bytes, and the class of each plane-0 byte.
+    context: Option<(&'a [u8], &'a ClassMap)>,
+    /// Encoder symbols of each class (only the first `classes` are used; a whole
+    /// `MAX_CLASSES` so that a class number masked to 4 bits needs no bounds check).
+    tables: Box<[[rans::RcpSymbol; 256]; crate::params::MAX_CLASSES]>,
 }
 
+const _: () = assert!(crate::params::MAX_CLASSES == 16);
+
 impl CodedPlane<'_> {
+    /// The symbol of value `i`.
     #[inline(always)]
     fn symbol(&self, i: usize) -> rans::RcpSymbol {
-        self.table[self.class_base[self.context[i] as usize] as usize + self.bytes[i] as usize]
+        let class = self.context.map_or(0, |(ctx, map)| map.class_of(ctx[i]));
+        self.tables[class & 15][self.bytes[i] as usize]
+    }
+
+    /// The symbols of values `base..base + GROUP`.
+    #[inline(always)]
+    fn symbols(&self, base: usize) -> [rans::RcpSymbol; GROUP] {
+        let bytes: &[u8; GROUP] = self.bytes[base..][..GROUP].try_into().unwrap();
+        match self.context {
+            None => std::array::from_fn(|k| self.tables[0][bytes[k] as usize]),
+            Some((ctx, map)) => {
+                let ctx: &[u8; GROUP] = ctx[base..][..GROUP].try_into().unwrap();
+                std::array::from_fn(|k| self.tables[map.class_of(ctx[k]) & 15][bytes[k] as usize])
+            }
+        }
     }
 }
 
@@ -474,8 +491,9 @@ fn encode_group<const C: usize>(
     for j in (0..last_step).rev() {
         let base = start + j * LANES + lane0;
         for plane in coded.iter().rev() {
+            let symbols = plane.symbols(base);
             for k in 0..GROUP {
-                encode_step(&mut x[k], &mut pos[k], words, plane.symbol(base + k));
+                encode_step(&mut x[k], &mut pos[k], words, symbols[k]);
             }
         }
     }
@@ -618,12 +636,17 @@ fn write_entry(
         .zip(codings)
         .filter_map(|(p, c)| match c {
             PlaneCoding::Raw => None,
-            PlaneCoding::Coded { tables, classes } => Some(CodedPlane {
-                bytes: p,
-                context: &planes[0],
-                class_base: std::array::from_fn(|b| 256 * classes.class_of(b as u8) as u32),
-                table: tables.iter().flat_map(rans::rcp_table).collect(),
-            }),
+            PlaneCoding::Coded { tables, classes } => {
+                let mut all = Box::new([[rans::RcpSymbol::default(); 256]; MAX_CLASSES]);
+                for (slot, t) in all.iter_mut().zip(tables) {
+                    *slot = rans::rcp_table(t);
+                }
+                Some(CodedPlane {
+                    bytes: p,
+                    context: (classes.classes() > 1).then_some((&planes[0][..], classes)),
+                    tables: all,
+                })
+            }
         })
         .collect();
     let coded_mask = codings
