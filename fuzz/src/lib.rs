@@ -19,11 +19,15 @@ use serde_json::Value;
 /// harness skips those so that one input cannot exhaust the fuzzer's memory limit.
 pub const MAX_DECODED: usize = 16 << 20;
 
+const KEY_VERSION: &str = "exprans.version";
 const KEY_INDEX: &str = "exprans.index";
 const KEY_SOURCE: &str = "exprans.source";
 const KEY_CRC: &str = "exprans.header_crc32c";
+const KEY_SOURCE_CRC: &str = "exprans.source_crc32c";
 
-/// `file` with its exprans header checksum and every tensor's stored checksum recomputed, or
+/// `file` with its exprans header checksums (`exprans.header_crc32c`, and in version 2
+/// `exprans.source_crc32c` when the records render an original header) and every tensor's
+/// stored checksum recomputed, or
 /// `None` when the file does not have the shape of an exprans header (the parser then rejects
 /// it anyway) or nothing changes.
 pub fn with_valid_checksums(file: &[u8]) -> Option<Vec<u8>> {
@@ -78,19 +82,25 @@ fn forge(file: &[u8], choose: Option<&mut Choices>) -> Option<Vec<u8>> {
         .collect();
     entries.sort_unstable();
     let meta = header.get_mut("__metadata__")?.as_object_mut()?;
+    // Version-2 records start with the tensor's name; version-1 records have none.
+    let name_fields = usize::from(meta.get(KEY_VERSION).and_then(Value::as_str) != Some("1"));
     let mut index: Value = serde_json::from_str(meta.get(KEY_INDEX)?.as_str()?).ok()?;
     let mut source = meta.get(KEY_SOURCE)?.as_str()?.to_string();
     if let Some(choose) = choose {
-        // Index records: [dtype, shape, bytes, encoding, stored crc, decoded crc, entropies].
+        // Index records: [name (version 2), dtype, shape, bytes, encoding, stored crc,
+        // decoded crc, entropies].
         for fields in index
             .as_array_mut()?
             .iter_mut()
             .filter_map(Value::as_array_mut)
         {
-            if let Some(bytes) = fields.get_mut(2) {
+            if let Some(bytes) = fields.get_mut(name_fields + 2) {
                 edge(choose, bytes, 4);
             }
-            if let Some(dims) = fields.get_mut(1).and_then(Value::as_array_mut) {
+            if let Some(dims) = fields
+                .get_mut(name_fields + 1)
+                .and_then(Value::as_array_mut)
+            {
                 for d in dims {
                     edge(choose, d, 8);
                 }
@@ -113,14 +123,20 @@ fn forge(file: &[u8], choose: Option<&mut Choices>) -> Option<Vec<u8>> {
                 .zip(usize::try_from(end).ok())
                 .and_then(|(b, e)| data.get(b..e));
             if let (Some(fields), Some(stored)) = (record.as_array_mut(), stored) {
-                if fields.len() > 4 {
-                    fields[4] = crc32c::crc32c(stored).into();
+                if fields.len() > name_fields + 4 {
+                    fields[name_fields + 4] = crc32c::crc32c(stored).into();
                 }
             }
         }
     }
     let index = index.to_string();
     let crc = crc32c::crc32c_append(crc32c::crc32c(index.as_bytes()), source.as_bytes());
+    if meta.contains_key(KEY_SOURCE_CRC) {
+        // Records that do not render keep their checksum: the reader fails rendering first.
+        if let Ok(crc) = exprans::internals::source_crc(&index, &source) {
+            meta.insert(KEY_SOURCE_CRC.into(), crc.to_string().into());
+        }
+    }
     meta.insert(KEY_INDEX.into(), index.into());
     meta.insert(KEY_SOURCE.into(), source.into());
     meta.insert(KEY_CRC.into(), crc.to_string().into());

@@ -62,7 +62,9 @@ mod tensor;
 mod tests;
 mod writer;
 
-pub use archive::{Archive, ArchiveTensor, Encoding, TensorIndex, FORMAT_NAME, FORMAT_VERSION};
+pub use archive::{
+    Archive, ArchiveTensor, Encoding, TensorIndex, FORMAT_NAME, FORMAT_VERSION, READ_VERSIONS,
+};
 pub use codec::{CodedEntry, EncodeOptions, EntrySections, SizeBreakdown};
 pub use convert::{
     compress, compress_into, decompress, decompress_into, verify, Mismatch, ProgressFn,
@@ -102,5 +104,12 @@ pub mod internals {
     /// The fixed header of a parsed entry.
     pub fn entry_header(entry: &CodedEntry<'_>) -> EntryHeader {
         entry.header
+    }
+
+    /// The `exprans.source_crc32c` that a version-2 container with these `exprans.index` and
+    /// `exprans.source` texts needs: the CRC of the original header they render (for harnesses
+    /// that forge headers).
+    pub fn source_crc(index_json: &str, source_json: &str) -> Result<u32> {
+        crate::archive::rendered_source_crc(index_json, source_json)
     }
 }

@@ -31,7 +31,7 @@ pub struct Header {
     pub json_len: u64,
     /// `__metadata__`, if present.
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Tensors sorted by their data offset.
+    /// Tensors in data order: sorted by `data_offsets` (begin, then end), ties by name byte-wise.
     pub tensors: Vec<(String, TensorEntry)>,
 }
 
@@ -109,7 +109,10 @@ impl Header {
                 .map_err(|e| Error::invalid(format!("tensor {}: bad entry: {e}", quote(&name))))?;
             tensors.push((name, entry));
         }
-        tensors.sort_by_key(|(_, t)| t.data_offsets);
+        // Data order: by (begin, end), ties (zero-length tensors) by name, byte-wise.
+        tensors.sort_by(|(a, x), (b, y)| {
+            (x.data_offsets, a.as_bytes()).cmp(&(y.data_offsets, b.as_bytes()))
+        });
         let data_len = file_len
             .checked_sub(8 + json_len)
             .ok_or_else(|| Error::invalid("header runs past the end of the file"))?;
@@ -166,4 +169,79 @@ impl Header {
 /// Number of elements of a shape (`None` on overflow).
 pub fn element_count(shape: &[u64]) -> Option<u64> {
     shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))
+}
+
+/// Checks that no JSON object in `json` (at any depth) has the same key twice: serde_json keeps
+/// one of them silently. Fails with serde_json's error (one line, with its position) when `json`
+/// is not JSON at all.
+pub(crate) fn check_unique_keys(json: &str) -> std::result::Result<(), String> {
+    serde_json::from_str::<UniqueKeys>(json)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Any JSON value, deserialized only to check that its objects have unique keys.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Self, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<UniqueKeys>()?;
+            if let Some(key) = seen.replace(key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key {}",
+                    quote(&key)
+                )));
+            }
+        }
+        Ok(UniqueKeys)
+    }
 }

@@ -34,7 +34,7 @@ pub enum SourceHeader {
     Canonical {
         /// The original `__metadata__`.
         metadata: Option<BTreeMap<String, String>>,
-        /// Where `__metadata__` stands among the keys.
+        /// Where `__metadata__` stands among the keys: `0..=` the number of tensors.
         metadata_position: usize,
         /// Trailing spaces.
         padding: usize,
@@ -80,49 +80,89 @@ impl SourceHeader {
     }
 
     /// The original header JSON. Fails, before allocating it, when it would exceed the
-    /// safetensors header limit ([`MAX_HEADER_LEN`]): `padding` comes from the file.
+    /// safetensors header limit ([`MAX_HEADER_LEN`] bytes of JSON): `padding` and the
+    /// tensors come from the file. Fails when `metadata_position` is past the last tensor.
     pub fn render(&self, tensors: &[SourceTensor]) -> Result<String> {
+        let too_long = || {
+            Error::corrupt(format!(
+                "the original-header record renders a header past the {MAX_HEADER_LEN}-byte \
+                 header limit"
+            ))
+        };
         let (metadata, metadata_position, padding) = match self {
-            SourceHeader::Verbatim(text) => return Ok(text.clone()),
+            SourceHeader::Verbatim(text) => {
+                if text.len() as u64 > MAX_HEADER_LEN {
+                    return Err(too_long());
+                }
+                return Ok(text.clone());
+            }
             SourceHeader::Canonical {
                 metadata,
                 metadata_position,
                 padding,
             } => (metadata, *metadata_position, *padding),
         };
-        let mut keys: Vec<String> = Vec::with_capacity(tensors.len() + 1);
+        if metadata_position > tensors.len() {
+            return Err(Error::corrupt(format!(
+                "the original-header record puts __metadata__ at position {metadata_position} \
+                 of {} tensors",
+                tensors.len()
+            )));
+        }
+        // The rendered length, counted before anything of that size is allocated: "{", the keys
+        // with a comma between each two, "}", the padding. Every key is at most a few times the
+        // bytes of the file that describe it.
+        let metadata = metadata.as_ref().map(|m| {
+            let m = serde_json::to_string(m).expect("metadata serializes");
+            format!("\"__metadata__\":{m}")
+        });
+        let key_count = tensors.len() + usize::from(metadata.is_some());
+        let fixed = [
+            2,
+            key_count.saturating_sub(1) as u64,
+            padding as u64,
+            metadata.as_ref().map_or(0, |m| m.len() as u64),
+        ];
+        let mut len = match fixed.iter().try_fold(0u64, |a, &b| a.checked_add(b)) {
+            Some(len) if len <= MAX_HEADER_LEN => len,
+            _ => return Err(too_long()),
+        };
+        let mut keys: Vec<String> = Vec::with_capacity(tensors.len());
         let mut offset = 0u64;
         for t in tensors {
             // Checked: the sizes come from the file's index, not yet checked against anything.
             let end = offset
                 .checked_add(t.bytes)
                 .ok_or_else(|| Error::corrupt("tensor sizes overflow"))?;
-            keys.push(format!(
+            let key = format!(
                 "{}:{{\"dtype\":{},\"shape\":{},\"data_offsets\":[{},{}]}}",
                 json_string(t.name),
                 json_string(t.dtype),
                 serde_json::to_string(t.shape).expect("shape serializes"),
                 offset,
                 end
-            ));
+            );
+            len += key.len() as u64;
+            if len > MAX_HEADER_LEN {
+                return Err(too_long());
+            }
+            keys.push(key);
             offset = end;
         }
         if let Some(m) = metadata {
-            let m = serde_json::to_string(m).expect("metadata serializes");
-            keys.insert(
-                metadata_position.min(keys.len()),
-                format!("\"__metadata__\":{m}"),
-            );
+            keys.insert(metadata_position, m);
         }
-        let mut out = format!("{{{}}}", keys.join(","));
-        let room = (MAX_HEADER_LEN as usize).saturating_sub(out.len());
-        if padding > room {
-            return Err(Error::corrupt(format!(
-                "the original-header record pads the header with {padding} spaces, past the \
-                 {MAX_HEADER_LEN}-byte header limit"
-            )));
+        let mut out = String::with_capacity(len as usize);
+        out.push('{');
+        for (i, key) in keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
         }
+        out.push('}');
         out.extend(std::iter::repeat_n(' ', padding));
+        debug_assert_eq!(out.len() as u64, len);
         Ok(out)
     }
 }

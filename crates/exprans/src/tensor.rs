@@ -24,12 +24,18 @@ pub(crate) fn open_stored<'a>(t: &TensorIndex, stored: &'a [u8]) -> Result<Store
         return Err(Error::corrupt("stored bytes fail their checksum").in_tensor(&t.name));
     }
     match t.encoding {
-        Encoding::Raw => stored
-            .get(..t.bytes as usize)
-            .map(Stored::Raw)
-            .ok_or_else(|| {
-                Error::corrupt("verbatim entry shorter than the tensor").in_tensor(&t.name)
-            }),
+        Encoding::Raw => {
+            let fail = |what: &str| Error::corrupt(what).in_tensor(&t.name);
+            let at = usize::try_from(t.bytes)
+                .ok()
+                .filter(|&n| n <= stored.len())
+                .ok_or_else(|| fail("verbatim entry shorter than the tensor"))?;
+            let (bytes, padding) = stored.split_at(at);
+            if padding.iter().any(|&b| b != 0) {
+                return Err(fail("verbatim entry padding is not zero"));
+            }
+            Ok(Stored::Raw(bytes))
+        }
         Encoding::Rans => {
             let layout = t
                 .layout()

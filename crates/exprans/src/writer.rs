@@ -8,8 +8,8 @@
 use std::io::{Seek, SeekFrom, Write};
 
 use crate::archive::{
-    header_crc, Encoding, TensorIndex, FORMAT_NAME, FORMAT_VERSION, KEY_CRC, KEY_INDEX, KEY_SOURCE,
-    KEY_VERSION,
+    header_crc, source_header_crc, Encoding, TensorIndex, FORMAT_NAME, FORMAT_VERSION, KEY_CRC,
+    KEY_FORMAT, KEY_INDEX, KEY_SOURCE, KEY_SOURCE_CRC, KEY_VERSION,
 };
 use crate::codec::{self, EncodeOptions};
 use crate::error::quote;
@@ -75,17 +75,24 @@ pub(crate) fn encode_tensor(
     })
 }
 
-/// Renders the exprans header JSON (unpadded) for tensors stored with these lengths.
-fn render_header(source: &SourceHeader, index: &[TensorIndex], stored_lens: &[u64]) -> String {
+/// Renders the exprans header JSON (unpadded) for tensors stored with these lengths, of an
+/// original file whose header has the CRC `source_crc` ([`source_header_crc`]).
+fn render_header(
+    source: &SourceHeader,
+    source_crc: u32,
+    index: &[TensorIndex],
+    stored_lens: &[u64],
+) -> String {
     let index_json = serde_json::to_string(index).expect("index serializes");
     let source_json = serde_json::to_string(source).expect("source header serializes");
     let mut meta = serde_json::Map::new();
-    meta.insert("format".into(), FORMAT_NAME.into());
+    meta.insert(KEY_FORMAT.into(), FORMAT_NAME.into());
     meta.insert(KEY_VERSION.into(), FORMAT_VERSION.into());
     meta.insert(
         KEY_CRC.into(),
         header_crc(&index_json, &source_json).to_string().into(),
     );
+    meta.insert(KEY_SOURCE_CRC.into(), source_crc.to_string().into());
     meta.insert(KEY_INDEX.into(), index_json.into());
     meta.insert(KEY_SOURCE.into(), source_json.into());
     let mut root = serde_json::Map::new();
@@ -108,7 +115,11 @@ fn render_header(source: &SourceHeader, index: &[TensorIndex], stored_lens: &[u6
 /// lengths at the verbatim size (a coded entry is kept only when smaller), CRCs at `u32::MAX`,
 /// entropies at 8000 millibits, the longer encoding name, plus 9 digits of slack for the header
 /// checksum. Numbers only shrink from there, so the real header always fits.
-fn reserve_header_len(source: &SourceHeader, tensors: &[(String, TensorEntry)]) -> usize {
+fn reserve_header_len(
+    source: &SourceHeader,
+    source_crc: u32,
+    tensors: &[(String, TensorEntry)],
+) -> usize {
     let index: Vec<TensorIndex> = tensors
         .iter()
         .map(|(name, e)| TensorIndex {
@@ -129,7 +140,7 @@ fn reserve_header_len(source: &SourceHeader, tensors: &[(String, TensorEntry)]) 
         .iter()
         .map(|t| align_up(t.bytes as usize) as u64)
         .collect();
-    let probe = render_header(source, &index, &lens);
+    let probe = render_header(source, source_crc, &index, &lens);
     align_up(8 + probe.len() + 9) - 8
 }
 
@@ -170,6 +181,8 @@ fn reserve_header_len(source: &SourceHeader, tensors: &[(String, TensorEntry)]) 
 pub struct ArchiveWriter<W: Write + Seek> {
     out: W,
     source: SourceHeader,
+    /// `exprans.source_crc32c`: the CRC of the original header.
+    source_crc: u32,
     /// The original tensors in data order; `index.len()` of them are written.
     tensors: Vec<(String, TensorEntry)>,
     reserved: usize,
@@ -198,11 +211,15 @@ impl<W: Write + Seek> ArchiveWriter<W> {
         }
         let json = std::str::from_utf8(json).expect("checked by Header::parse");
         let source = SourceHeader::new(json, &header);
-        let reserved = reserve_header_len(&source, &header.tensors);
+        // Of the original bytes, not of their rendering: a reader that renders anything else
+        // (which the encoder's own check of `source` rules out) then fails.
+        let source_crc = source_header_crc(json);
+        let reserved = reserve_header_len(&source, source_crc, &header.tensors);
         out.seek(SeekFrom::Start(8 + reserved as u64))?;
         Ok(ArchiveWriter {
             out,
             source,
+            source_crc,
             index: Vec::with_capacity(header.tensors.len()),
             stored_lens: Vec::with_capacity(header.tensors.len()),
             tensors: header.tensors,
@@ -269,7 +286,12 @@ impl<W: Write + Seek> ArchiveWriter<W> {
                 self.tensors.len()
             )));
         }
-        let json = render_header(&self.source, &self.index, &self.stored_lens);
+        let json = render_header(
+            &self.source,
+            self.source_crc,
+            &self.index,
+            &self.stored_lens,
+        );
         assert!(
             json.len() <= self.reserved,
             "the reserved header fits every possible header"

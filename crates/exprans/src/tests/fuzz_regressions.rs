@@ -8,7 +8,6 @@
 
 use serde_json::Value;
 
-use crate::archive::{header_crc, KEY_CRC, KEY_INDEX, KEY_SOURCE};
 use crate::codec::ENTRY_MAGIC;
 use crate::source_header::{SourceHeader, SourceTensor};
 use crate::{compress, decompress, Archive, CodedEntry, CpuDecoder, EncodeOptions, ErrorKind};
@@ -26,30 +25,10 @@ fn packed_model() -> Vec<u8> {
     compress(&file, &EncodeOptions::default()).unwrap()
 }
 
-/// `packed` with its index edited by `edit` and the header checksum recomputed (what the fuzz
+/// `packed` with its index edited by `edit` and the header checksums recomputed (what the fuzz
 /// targets' `with_valid_checksums` does), so that only the semantic fault remains.
 fn with_index(packed: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let json_len = u64::from_le_bytes(packed[..8].try_into().unwrap()) as usize;
-    let data = &packed[8 + json_len..];
-    let mut header: Value = serde_json::from_slice(&packed[8..8 + json_len]).unwrap();
-    let meta = header["__metadata__"].as_object_mut().unwrap();
-    let mut index: Value = serde_json::from_str(meta[KEY_INDEX].as_str().unwrap()).unwrap();
-    edit(&mut index);
-    let index = index.to_string();
-    let source = meta[KEY_SOURCE].as_str().unwrap().to_string();
-    meta.insert(
-        KEY_CRC.into(),
-        header_crc(&index, &source).to_string().into(),
-    );
-    meta.insert(KEY_INDEX.into(), index.into());
-    let mut json = header.to_string();
-    while !(8 + json.len()).is_multiple_of(16) {
-        json.push(' ');
-    }
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(data);
-    out
+    super::forge::forged(packed, |index, _| edit(index))
 }
 
 /// fuzz target `source_header`: the original-header renderer added the index's tensor sizes
@@ -79,8 +58,9 @@ fn rendering_tensor_sizes_that_overflow_is_an_error() {
 fn an_index_whose_sizes_overflow_is_refused() {
     let packed = packed_model();
     let bad = with_index(&packed, |index| {
-        index[0][2] = (1u64 << 63).into();
-        index[1][2] = (1u64 << 63).into();
+        // Version-2 records: [name, dtype, shape, bytes, ...].
+        index[0][3] = (1u64 << 63).into();
+        index[1][3] = (1u64 << 63).into();
     });
     let err = Archive::from_bytes(&bad).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");

@@ -1,9 +1,8 @@
 //! Hostile files whose checksums are all valid, so that only the semantic fault remains
 //! (issue 10): each is rejected with one line, never a panic or an abort.
 
-use serde_json::Value;
-
-use crate::archive::{header_crc, KEY_CRC, KEY_INDEX, KEY_SOURCE, KEY_VERSION};
+use super::forge::{forged, forged_meta, rejected};
+use crate::archive::KEY_VERSION;
 use crate::{compress, decompress, Archive, CpuDecoder, EncodeOptions, ErrorKind};
 use exprans_testkit::{bf16s, safetensors_bytes, t, Rng};
 
@@ -20,50 +19,10 @@ fn model() -> (Vec<u8>, Vec<u8>) {
     (file, packed)
 }
 
-/// `packed` with its exprans metadata edited by `edit(version, index, source)` and the header
-/// checksum recomputed over the edited records.
-fn forged(packed: &[u8], edit: impl FnOnce(&mut String, &mut Value, &mut Value)) -> Vec<u8> {
-    let json_len = u64::from_le_bytes(packed[..8].try_into().unwrap()) as usize;
-    let data = &packed[8 + json_len..];
-    let mut header: Value = serde_json::from_slice(&packed[8..8 + json_len]).unwrap();
-    let meta = header["__metadata__"].as_object_mut().unwrap();
-    let mut version = meta[KEY_VERSION].as_str().unwrap().to_string();
-    let mut index: Value = serde_json::from_str(meta[KEY_INDEX].as_str().unwrap()).unwrap();
-    let mut source: Value = serde_json::from_str(meta[KEY_SOURCE].as_str().unwrap()).unwrap();
-    edit(&mut version, &mut index, &mut source);
-    let (index, source) = (index.to_string(), source.to_string());
-    meta.insert(
-        KEY_CRC.into(),
-        header_crc(&index, &source).to_string().into(),
-    );
-    meta.insert(KEY_VERSION.into(), version.into());
-    meta.insert(KEY_INDEX.into(), index.into());
-    meta.insert(KEY_SOURCE.into(), source.into());
-    let mut json = header.to_string();
-    while !(8 + json.len()).is_multiple_of(16) {
-        json.push(' ');
-    }
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
-/// Opening and decompressing `file` both fail with one line of `kind` containing `what`.
-fn rejected(file: &[u8], kind: ErrorKind, what: &str) {
-    let err = Archive::from_bytes(file).unwrap_err();
-    let text = err.to_string();
-    assert_eq!(err.kind(), kind, "{text}");
-    assert!(text.contains(what), "{text}");
-    assert!(!text.contains(['\n', '\r', '\u{1b}']), "{text:?}");
-    let err = decompress(file, CpuDecoder::Reference).unwrap_err();
-    assert_eq!(err.to_string(), text);
-}
-
 #[test]
 fn the_forged_files_are_valid_until_edited() {
     let (file, packed) = model();
-    let same = forged(&packed, |_, _, _| {});
+    let same = forged(&packed, |_, _| {});
     assert_eq!(decompress(&same, CpuDecoder::Reference).unwrap(), file);
 }
 
@@ -73,7 +32,7 @@ fn the_forged_files_are_valid_until_edited() {
 fn huge_header_padding_is_refused_before_allocating() {
     let (_, packed) = model();
     for padding in [100_000_000u64, 1 << 32, 1 << 40, 1 << 63, u64::MAX] {
-        let bad = forged(&packed, |_, _, source| {
+        let bad = forged(&packed, |_, source| {
             *source = serde_json::json!({
                 "canonical": { "metadata": null, "metadata_position": 0, "padding": padding }
             });
@@ -93,7 +52,7 @@ fn phantom_tensors_in_the_original_header_are_refused() {
     let ghost =
         format!(r#","ghost":{{"dtype":"BF16","shape":[0],"data_offsets":[{end},{end}]}}}}"#);
     let with_ghost = original.trim_end().strip_suffix('}').unwrap().to_string() + &ghost;
-    let bad = forged(&packed, |_, _, source| {
+    let bad = forged(&packed, |_, source| {
         *source = serde_json::json!({ "verbatim": with_ghost });
     });
     rejected(&bad, ErrorKind::Corrupt, "lists 3 tensors, the index 2");
@@ -104,8 +63,8 @@ fn phantom_tensors_in_the_original_header_are_refused() {
 #[test]
 fn version_strings_are_escaped() {
     let (_, packed) = model();
-    let bad = forged(&packed, |version, _, _| {
-        *version = "1\nexprans: ok\u{1b}[2J".into();
+    let bad = forged_meta(&packed, |meta| {
+        meta.insert(KEY_VERSION.into(), "1\nexprans: ok\u{1b}[2J".into());
     });
     rejected(
         &bad,

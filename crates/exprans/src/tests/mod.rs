@@ -2,7 +2,9 @@
 //! kernels) against the reference decoder. Tests of the public API are in `tests/` and in the
 //! doctests.
 
+mod container_v2;
 mod cpu_decode;
+mod forge;
 mod fuzz_regressions;
 mod gpu_decode;
 mod hostile;
