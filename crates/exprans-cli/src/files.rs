@@ -72,11 +72,26 @@ fn check_target(target: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// A builder of hidden temporary outputs (`.exprans-XXXXXX`) beside their target, created with
+/// `mode` (file: `0o666`, directory: `0o777`) so that the user's umask applies as for `cp`
+/// (temporary files are otherwise owner-only, and so would the renamed output be).
+fn temp_builder(mode: u32) -> tempfile::Builder<'static, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".exprans-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    builder
+}
+
 impl Output {
     fn create(target: &Path, force: bool) -> Result<Output> {
         check_target(target, force)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".exprans-")
+        let tmp = temp_builder(0o666)
             .tempfile_in(parent_dir(target))
             .map_err(io_err(target))?;
         Ok(Output {
@@ -352,8 +367,7 @@ fn map_dir(
     };
     check_dir(input, expected)?;
     check_target(output, force)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".exprans-")
+    let tmp = temp_builder(0o777)
         .tempdir_in(parent_dir(output))
         .map_err(io_err(output))?;
     let mut report = SizeReport::default();

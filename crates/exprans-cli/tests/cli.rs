@@ -677,3 +677,23 @@ fn shaders_writes_every_pipeline_variant_and_each_validates() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Outputs get the permissions of any new file under the user's umask (as `cp` gives), not the
+/// owner-only mode of the temporary file they are written through.
+#[cfg(unix)]
+#[test]
+fn outputs_have_ordinary_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+    let packed = dir.path().join("s.exprans.safetensors");
+    let restored = dir.path().join("s.safetensors");
+    ok(cli!("compress", sample(), "-o", packed));
+    ok(cli!("decompress", packed, "-o", restored));
+    for f in [&packed, &restored] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, expected, "{}", f.display());
+    }
+}

@@ -90,6 +90,9 @@ pub struct TensorIndex {
     /// Order-0 entropy of each byte plane, in thousandths of a bit per value: one per plane of
     /// the dtype's plane layout, none for dtypes without one.
     pub entropy_millibits: Vec<u32>,
+    /// Version of the container the record comes from (not serialized): a coded entry must
+    /// have the same version.
+    pub container_version: u8,
 }
 
 /// The serialized form of [`TensorIndex`] (container version 2).
@@ -111,6 +114,7 @@ impl From<IndexRecord> for TensorIndex {
             stored_crc32c: r.5,
             decoded_crc32c: r.6,
             entropy_millibits: r.7,
+            container_version: 2,
         }
     }
 }
@@ -126,6 +130,7 @@ impl From<IndexRecordV1> for TensorIndex {
             stored_crc32c: r.4,
             decoded_crc32c: r.5,
             entropy_millibits: r.6,
+            container_version: 1,
         }
     }
 }

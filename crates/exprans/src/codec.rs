@@ -37,6 +37,8 @@ pub const STATE_WORDS: usize = 2;
 /// Most context classes the encoder gives plane 1 (the format allows
 /// [`crate::params::MAX_CLASSES`]): more tables cost more than they save on the models measured.
 pub(crate) const ENCODER_MAX_CLASSES: usize = 8;
+/// Tensors with fewer values code plane 1 with one table (the encoder does not search classes).
+pub(crate) const MIN_VALUES_FOR_CLASSES: usize = 1 << 14;
 
 /// How to encode a tensor.
 ///
@@ -223,7 +225,31 @@ fn plane1_coding(joint: &[[u64; 256]], max_classes: usize, table_bits: f32) -> (
     )
 }
 
+/// [`joint_histogram`] of a 16-bit or F32 tensor's planes 0 and 1, from its little-endian
+/// `data`: the histogram of the values' top 16 bits, whose planes 0 and 1 they are.
+fn top16_joint_histogram(layout: PlaneLayout, data: &[u8]) -> Vec<[u64; 256]> {
+    let mut top16 = vec![0u32; 1 << 16];
+    let flush = |top16: &mut [u32], joint: &mut [[u64; 256]]| {
+        for (v, c) in top16.iter_mut().enumerate() {
+            let [p0, p1] = crate::planes::split16(v as u16);
+            joint[p0 as usize][p1 as usize] += *c as u64;
+            *c = 0;
+        }
+    };
+    let mut joint = vec![[0u64; 256]; 256];
+    let width = layout.value_bytes();
+    // u32 counters, flushed before they can overflow.
+    for chunk in data.chunks(width * (u32::MAX as usize)) {
+        for v in chunk.chunks_exact(width) {
+            top16[u16::from_le_bytes([v[width - 2], v[width - 1]]) as usize] += 1;
+        }
+        flush(&mut top16, &mut joint);
+    }
+    joint
+}
+
 /// `joint[p0][p1]`: how often each (plane 0, plane 1) byte pair occurs.
+#[cfg(any(test, feature = "internals"))]
 pub(crate) fn joint_histogram(p0: &[u8], p1: &[u8]) -> Vec<[u64; 256]> {
     let mut flat = vec![0u32; 1 << 16];
     let mut joint = vec![[0u64; 256]; 256];
@@ -259,7 +285,19 @@ pub fn encode(
     }
     let n = data.len() / layout.value_bytes();
     let planes = layout.split(data);
-    let counts: Vec<[u64; 256]> = planes.iter().map(|p| histogram(p)).collect();
+    // Plane 1's classes need the joint histogram of planes 0 and 1, which also gives their
+    // own histograms: one pass over the values' top 16 bits.
+    let joint = (layout.plane_count() >= 2 && n >= MIN_VALUES_FOR_CLASSES && !opts.fast)
+        .then(|| top16_joint_histogram(layout, data));
+    let counts: Vec<[u64; 256]> = planes
+        .iter()
+        .enumerate()
+        .map(|(p, plane)| match (&joint, p) {
+            (Some(joint), 0) => std::array::from_fn(|p0| joint[p0].iter().sum()),
+            (Some(joint), 1) => std::array::from_fn(|p1| joint.iter().map(|row| row[p1]).sum()),
+            _ => histogram(plane),
+        })
+        .collect();
     let mut stats: Vec<PlaneStats> = counts
         .iter()
         .map(|c| PlaneStats {
@@ -280,9 +318,10 @@ pub fn encode(
         if opts.fast && p > 0 {
             break;
         }
-        let (cost, coding) = if p == 1 {
-            let joint = joint_histogram(&planes[0], &planes[1]);
-            plane1_coding(&joint, ENCODER_MAX_CLASSES, class_table_bits(opts))
+        // Context classes pay only on tensors with many values: a class table costs 150 bytes
+        // or more, which a small tensor's plane 1 cannot save.
+        let (cost, coding) = if let (1, Some(joint)) = (p, &joint) {
+            plane1_coding(joint, ENCODER_MAX_CLASSES, class_table_bits(opts))
         } else {
             let table = FreqTable::from_counts(c).expect("n > 0");
             let mut table_bytes = Vec::new();

@@ -40,9 +40,17 @@ pub(crate) fn open_stored<'a>(t: &TensorIndex, stored: &'a [u8]) -> Result<Store
             let layout = t
                 .layout()
                 .ok_or_else(|| Error::corrupt("dtype cannot be coded").in_tensor(&t.name))?;
-            CodedEntry::parse(stored, layout, t.value_count())
-                .map(Stored::Coded)
-                .map_err(|e| e.in_tensor(&t.name))
+            let entry = CodedEntry::parse(stored, layout, t.value_count())
+                .map_err(|e| e.in_tensor(&t.name))?;
+            if entry.version() != t.container_version {
+                return Err(Error::corrupt(format!(
+                    "a version-{} coded entry in a version-{} file",
+                    entry.version(),
+                    t.container_version
+                ))
+                .in_tensor(&t.name));
+            }
+            Ok(Stored::Coded(entry))
         }
     }
 }

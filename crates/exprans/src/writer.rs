@@ -70,6 +70,7 @@ pub(crate) fn encode_tensor(
             stored_crc32c: crc32c::crc32c(&stored),
             decoded_crc32c: crc32c::crc32c(data),
             entropy_millibits: entropy,
+            container_version: 2,
         },
         stored,
     })
@@ -134,6 +135,7 @@ fn reserve_header_len(
                 Some(layout) => vec![8000; layout.plane_count()],
                 None => Vec::new(),
             },
+            container_version: 2,
         })
         .collect();
     let lens: Vec<u64> = index

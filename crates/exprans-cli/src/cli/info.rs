@@ -201,7 +201,7 @@ fn file_report(path: &Path) -> Result<FileReport> {
         };
         let joint_bits = match top16 {
             Some(h) => h + entropy[2..].iter().sum::<f64>(),
-            None => entropy.iter().sum(),
+            None => entropy.iter().fold(0.0, |a, h| a + h),
         };
         if entropy.is_empty() || ix.bytes < BOUND_MIN_BYTES {
             bound_exp += ix.bytes as f64;

@@ -504,3 +504,45 @@ fn data_order_is_offsets_then_name_bytes() {
     assert_eq!(read, order);
     assert_eq!(decompress(&packed, CpuDecoder::Reference).unwrap(), file);
 }
+
+/// A coded entry must have its container's version: a version-2 entry read as if from a
+/// version-1 file (and the other way round) is refused, on the CPU and by the fused path's
+/// `CodedEntry::of_tensor`.
+#[test]
+fn coded_entries_have_their_container_version() {
+    let (_, packed) = model();
+    let archive = Archive::from_bytes(&packed).unwrap();
+    let w = archive.tensor("w").unwrap();
+    assert_eq!(w.index.encoding, Encoding::Rans);
+    let stored = w.stored_in(&packed).unwrap();
+    let mut as_v1 = w.index.clone();
+    as_v1.container_version = 1;
+    let err = CpuDecoder::Reference
+        .decode_tensor(&as_v1, stored)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(
+        err.to_string()
+            .contains("a version-2 coded entry in a version-1 file"),
+        "{err}"
+    );
+    assert!(crate::CodedEntry::of_tensor(&as_v1, stored).is_err());
+
+    let (_, v1) = frozen_v1();
+    let archive = Archive::from_bytes(&v1).unwrap();
+    let t = archive
+        .tensors
+        .iter()
+        .find(|t| t.index.encoding == Encoding::Rans)
+        .unwrap();
+    let mut as_v2 = t.index.clone();
+    as_v2.container_version = 2;
+    let err = CpuDecoder::Reference
+        .decode_tensor(&as_v2, t.stored_in(&v1).unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a version-1 coded entry in a version-2 file"),
+        "{err}"
+    );
+}

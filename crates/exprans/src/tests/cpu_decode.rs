@@ -115,7 +115,7 @@ pub(crate) fn build_entry(
             if coded_mask >> p & 1 == 0 {
                 return None;
             }
-            if p == 1 && version == 2 {
+            if p == 1 && version == 2 && n >= crate::codec::MIN_VALUES_FOR_CLASSES {
                 let joint = crate::codec::joint_histogram(&planes[0], plane);
                 let table_bits = crate::codec::class_table_bits(&EncodeOptions::default());
                 let (map, tables, _) =

@@ -32,6 +32,7 @@ fn tensor(
         stored_crc32c: crc32c::crc32c(&entry),
         decoded_crc32c: crc32c::crc32c(values),
         entropy_millibits: vec![],
+        container_version: 2,
     };
     (index, entry)
 }
