@@ -623,13 +623,18 @@ fn full_disk_is_reported_without_partial_output() {
 #[test]
 fn frozen_files_decompress_and_verify_through_the_cli() {
     let dir = tmp();
-    let input = frozen_dir().join("v1-input.safetensors");
     let mut checked = 0;
     for entry in std::fs::read_dir(frozen_dir()).unwrap() {
         let path = entry.unwrap().path();
         if !path.to_string_lossy().ends_with(".exprans.safetensors") {
             continue;
         }
+        let fp8 = path.to_string_lossy().contains("fp8");
+        let input = frozen_dir().join(if fp8 {
+            "v2-fp8-input.safetensors"
+        } else {
+            "v1-input.safetensors"
+        });
         let out = dir.path().join("out.safetensors");
         ok(cli!(
             "decompress",
@@ -648,7 +653,7 @@ fn frozen_files_decompress_and_verify_through_the_cli() {
         ok(cli!("verify", path, input));
         checked += 1;
     }
-    assert_eq!(checked, 3, "frozen files");
+    assert_eq!(checked, 7, "frozen files (3 of version 1, 4 of version 2)");
 }
 
 #[test]
