@@ -53,15 +53,21 @@ if [ "${1:-}" = "--data" ]; then
     export XDG_RUNTIME_DIR
   fi
   cargo build --release --bin exprans --example web_fixtures
-  # The sample as the CLI compresses it by default (blocks of 2^20 values: one block, so 32 rANS
-  # lanes, per tensor of this sample), and with blocks of 16384 values (GPU parallelism).
+  # The sample as the CLI compresses it by default (blocks of 2^17 values), and with blocks of
+  # 16384 values (more GPU parallelism).
   SAMPLE=samples/minilm-slice.bf16.safetensors
   "$TARGET_DIR/release/exprans" -q compress "$SAMPLE" --force \
     -o "$DATA/minilm-slice.bf16.exprans.safetensors"
   "$TARGET_DIR/release/exprans" -q compress "$SAMPLE" --force --block-size 16384 \
     -o "$DATA/minilm-slice.bf16.b16k.exprans.safetensors"
+  # Frozen files of both format versions (crates/exprans/tests/frozen): the browser decodes
+  # version-1 files as well as version-2 ones.
+  FROZEN=crates/exprans/tests/frozen
+  install -m 644 "$FROZEN/v1-default.exprans.safetensors" "$FROZEN/v2-fp8.exprans.safetensors" "$DATA/"
   "$TARGET_DIR/release/examples/web_fixtures" "$DATA" "$SAMPLE" \
-    "$DATA/minilm-slice.bf16.exprans.safetensors" "$DATA/minilm-slice.bf16.b16k.exprans.safetensors"
+    "$DATA/minilm-slice.bf16.exprans.safetensors" "$DATA/minilm-slice.bf16.b16k.exprans.safetensors" \
+    "$FROZEN/v1-input.safetensors=$DATA/v1-default.exprans.safetensors" \
+    "$FROZEN/v2-fp8-input.safetensors=$DATA/v2-fp8.exprans.safetensors"
 
   MODELS=${EXPRANS_MODELS_DIR:-../shared/models}
   MODEL="$MODELS/all-MiniLM-L6-v2.bf16.safetensors"

@@ -79,7 +79,7 @@ fn run() -> Result<()> {
     }
     let [out, sample, packed_samples @ ..] = &args[..] else {
         return Err(Error::invalid(
-            "usage: web_fixtures OUT_DIR SAMPLE.safetensors PACKED...",
+            "usage: web_fixtures OUT_DIR SAMPLE.safetensors [ORIGINAL=]PACKED...",
         ));
     };
     let out = PathBuf::from(out);
@@ -110,9 +110,15 @@ fn run() -> Result<()> {
 
     let sample_original = read(Path::new(sample))?;
     let mut files = Vec::new();
-    for path in packed_samples {
+    // `PACKED` is a compressed form of SAMPLE, or `ORIGINAL=PACKED` for another original (the
+    // frozen files of both format versions).
+    for arg in packed_samples {
+        let (original, path) = match arg.split_once('=') {
+            Some((original, path)) => (read(Path::new(original))?, path),
+            None => (sample_original.clone(), arg.as_str()),
+        };
         let bytes = read(Path::new(path))?;
-        files.push((file_name(path), sample_original.clone(), bytes));
+        files.push((file_name(path), original, bytes));
     }
     files.push((
         "conformance.exprans.safetensors".to_string(),

@@ -44,8 +44,8 @@ enum Command {
         /// Code only the exponent plane: faster to decode, slightly larger.
         #[arg(long)]
         fast: bool,
-        /// Values per rANS block (even). Smaller blocks give GPUs more parallel lanes and cost
-        /// 8 bytes per lane (256 bytes per block).
+        /// Values per rANS block (even, at most 524288). Smaller blocks give GPUs more parallel
+        /// lanes; each lane costs about 5 bytes (about 160 bytes per block of 32 lanes).
         #[arg(long, default_value_t = exprans::DEFAULT_BLOCK_SIZE)]
         block_size: u32,
         /// Align blocks on rows of 2-D weights: N rows per block (for fused decode+matvec).

@@ -109,6 +109,12 @@ impl SourceHeader {
                 tensors.len()
             )));
         }
+        // Without metadata there is nothing to place: one encoding per header (position 0).
+        if metadata.is_none() && metadata_position != 0 {
+            return Err(Error::corrupt(format!(
+                "the original-header record places absent metadata at position {metadata_position}"
+            )));
+        }
         // The rendered length, counted before anything of that size is allocated: "{", the keys
         // with a comma between each two, "}", the padding. Every key is at most a few times the
         // bytes of the file that describe it.

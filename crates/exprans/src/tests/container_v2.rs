@@ -422,6 +422,16 @@ fn metadata_position_is_in_range() {
         json.ends_with(&format!(r#""__metadata__":{METADATA}}}"#)),
         "{json}"
     );
+    // Without metadata, only position 0 (each header has one encoding).
+    let no_meta = forged(&packed, |_, s| {
+        s["canonical"]["metadata"] = Value::Null;
+        s["canonical"]["metadata_position"] = 1.into()
+    });
+    rejected(
+        &no_meta,
+        ErrorKind::Corrupt,
+        "absent metadata at position 1",
+    );
 }
 
 /// Rule 9: one entropy per plane of the dtype's layout (version 2).
