@@ -51,11 +51,51 @@ pub fn map_file(path: &Path) -> Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path))
 }
 
-/// A temporary file beside `target`, renamed onto it by [`Output::commit`].
+/// A file being written for `target`, which only [`Output::commit`] makes appear there: on
+/// Linux an unnamed file (`O_TMPFILE`) in the target's folder, linked in when complete, so that
+/// a process killed at any point (SIGKILL runs no destructor) leaves nothing behind; elsewhere,
+/// or where the file system cannot make unnamed files, a hidden temporary file beside `target`
+/// (`.exprans-XXXXXX`), renamed onto it.
 struct Output {
-    tmp: tempfile::NamedTempFile,
+    tmp: Temp,
     target: PathBuf,
     force: bool,
+}
+
+enum Temp {
+    /// An unnamed file in the target's folder (Linux).
+    #[cfg(target_os = "linux")]
+    Unnamed(File),
+    /// A named temporary file beside the target.
+    Named(tempfile::NamedTempFile),
+}
+
+/// An unnamed file in `dir` (`O_TMPFILE`, mode `0o666` less the umask), or `None` where the
+/// kernel or the file system cannot make one or `/proc/self/fd` (needed to link it) is absent.
+#[cfg(target_os = "linux")]
+fn unnamed_file(dir: &Path) -> Option<File> {
+    use rustix::fs::{Mode, OFlags};
+    if !Path::new("/proc/self/fd").is_dir() {
+        return None;
+    }
+    let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(rustix::fs::CWD, dir, flags, Mode::from_raw_mode(0o666)).ok()?;
+    Some(File::from(fd))
+}
+
+/// Gives the unnamed `file` the name `target` (failing if `target` exists).
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &File, target: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc_path.as_str(),
+        rustix::fs::CWD,
+        target,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+    .map_err(std::io::Error::from)
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -91,30 +131,73 @@ fn temp_builder(mode: u32) -> tempfile::Builder<'static, 'static> {
 impl Output {
     fn create(target: &Path, force: bool) -> Result<Output> {
         check_target(target, force)?;
+        #[cfg(target_os = "linux")]
+        if let Some(file) = unnamed_file(parent_dir(target)) {
+            return Ok(Output {
+                tmp: Temp::Unnamed(file),
+                target: target.to_path_buf(),
+                force,
+            });
+        }
         let tmp = temp_builder(0o666)
             .tempfile_in(parent_dir(target))
             .map_err(io_err(target))?;
         Ok(Output {
-            tmp,
+            tmp: Temp::Named(tmp),
             target: target.to_path_buf(),
             force,
         })
     }
 
     fn file(&mut self) -> &mut File {
-        self.tmp.as_file_mut()
+        match &mut self.tmp {
+            #[cfg(target_os = "linux")]
+            Temp::Unnamed(file) => file,
+            Temp::Named(tmp) => tmp.as_file_mut(),
+        }
     }
 
     fn commit(self) -> Result<()> {
         let target = self.target;
-        self.tmp.as_file().sync_all().map_err(io_err(&target))?;
-        let result = if self.force {
-            self.tmp.persist(&target)
-        } else {
-            self.tmp.persist_noclobber(&target)
-        };
-        result.map_err(|e| Error::Io(e.error).in_file(&target))?;
-        Ok(())
+        match self.tmp {
+            #[cfg(target_os = "linux")]
+            Temp::Unnamed(file) => {
+                file.sync_all().map_err(io_err(&target))?;
+                if !self.force {
+                    return link_unnamed(&file, &target).map_err(io_err(&target));
+                }
+                // Replacing: link under a fresh hidden name, then rename that onto the target
+                // (a rename replaces atomically; a link cannot).
+                let dir = parent_dir(&target);
+                let mut attempt = 0u32;
+                let staged = loop {
+                    let name = dir.join(format!(".exprans-{}-{attempt}", std::process::id()));
+                    match link_unnamed(&file, &name) {
+                        Ok(()) => break name,
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 =>
+                        {
+                            attempt += 1
+                        }
+                        Err(e) => return Err(Error::Io(e).in_file(&target)),
+                    }
+                };
+                std::fs::rename(&staged, &target).map_err(|e| {
+                    let _ = std::fs::remove_file(&staged);
+                    Error::Io(e).in_file(&target)
+                })
+            }
+            Temp::Named(tmp) => {
+                tmp.as_file().sync_all().map_err(io_err(&target))?;
+                let result = if self.force {
+                    tmp.persist(&target)
+                } else {
+                    tmp.persist_noclobber(&target)
+                };
+                result.map_err(|e| Error::Io(e.error).in_file(&target))?;
+                Ok(())
+            }
+        }
     }
 }
 
