@@ -92,6 +92,9 @@ pub fn vectors() -> Vec<Vector> {
         })
         .collect();
     let one_exponent: Vec<f32> = (0..8_192).map(|i| 1.0 + (i % 113) as f32 / 113.0).collect();
+    let largest: Vec<f32> = (0..crate::params::MAX_BLOCK_SIZE as usize + 7)
+        .map(|_| rng.normal(0.02))
+        .collect();
     let mut out = Vec::new();
     for (dtype, layout) in [
         ("BF16", PlaneLayout::Float16),
@@ -125,6 +128,14 @@ pub fn vectors() -> Vec<Vector> {
         add("equal", &[-0.0; 20_000], 2_000, false);
         add("one_exponent", &one_exponent, 512, false);
         add("last_block_one_value", &weights, 2_000, false);
+        // The largest block the format allows: 16,384 values per lane, the longest loop any
+        // kernel runs (drivers stop loops that are too long). Plane 1 by context classes.
+        add(
+            "largest_block",
+            &largest,
+            crate::params::MAX_BLOCK_SIZE,
+            false,
+        );
         if layout == PlaneLayout::Float32 {
             // Two and three coded planes: a zero low byte; BF16-representable values.
             let masked = |mask: u32| -> Vec<f32> {
@@ -136,6 +147,31 @@ pub fn vectors() -> Vec<Vector> {
             add("low_byte_zero", &masked(0xffff_ff00), big, false);
             add("bf16_valued", &masked(0xffff_0000), 3_000, false);
         }
+    }
+    // One-byte values (FP8-like bytes: a skewed high nibble, uniform sign and low bits), one
+    // plane.
+    let bytes: Vec<u8> = (0..(crate::params::MAX_BLOCK_SIZE as usize + 5))
+        .map(|_| {
+            let r = rng.next();
+            ((r % 64).trailing_zeros().min(7) as u8) << 4 | (r >> 40) as u8 & 0x83
+        })
+        .collect();
+    for (case, n, block_size) in [
+        ("weights", 20_001, crate::params::DEFAULT_BLOCK_SIZE),
+        ("odd", 12_345, 2_224),
+        ("many_blocks", 5_003, 1_024),
+        ("largest_block", bytes.len(), crate::params::MAX_BLOCK_SIZE),
+    ] {
+        out.push(Vector {
+            name: format!("u8/{case}/block={block_size}"),
+            dtype: "U8",
+            layout: PlaneLayout::Byte,
+            values: bytes[..n].to_vec(),
+            options: EncodeOptions {
+                block_size,
+                ..EncodeOptions::default()
+            },
+        });
     }
     out
 }
