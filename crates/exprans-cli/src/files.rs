@@ -221,13 +221,91 @@ pub fn compress_file(
     check_file(input, Expected::Original)?;
     let data = map_file(input)?;
     let mut out = Output::create(output, force)?;
-    let written = exprans::compress_into(&data, out.file(), opts, progress)
+    // Tensors are encoded in data order: once one is done, the input up to its end is released,
+    // so that resident memory stays bounded by what is being encoded, whatever the model's size.
+    let header_len = exprans::Archive::header_len(
+        data.get(..8)
+            .and_then(|p| p.try_into().ok())
+            .unwrap_or(&[0; 8]),
+        data.len() as u64,
+    )
+    .unwrap_or(0) as usize;
+    let done = std::sync::atomic::AtomicUsize::new(header_len);
+    let release_progress = |bytes: u64| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = done.fetch_add(bytes as usize, Relaxed);
+        release(&data, start..start + bytes as usize);
+        progress(bytes);
+    };
+    let written = exprans::compress_into(&data, out.file(), opts, &release_progress)
         .map_err(|e| blame(e, input, output))?;
     out.commit()?;
     Ok(SizeReport {
         original: data.len() as u64,
         compressed: written,
     })
+}
+
+/// Drops the pages of `range` of the read-only file map `map` from this process's memory (they
+/// stay in the page cache, and come back from the file if touched again): input already
+/// processed no longer counts towards resident memory. Only whole pages inside `range`.
+fn release(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = range.start.next_multiple_of(PAGE);
+        let end = range.end.min(map.len()) / PAGE * PAGE;
+        if start < end {
+            // SAFETY: the map is read-only and backed by a file, so MADV_DONTNEED discards no
+            // data: a later access reads the same bytes from the file again. No reference into
+            // the range is invalidated (the mapping stays valid).
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (map, range);
+}
+
+/// A decoder that releases each tensor's stored bytes from `map` ([`release`]) once decoded.
+struct Releasing<'d, 'm> {
+    inner: &'d mut dyn TensorDecoder,
+    map: &'m memmap2::Mmap,
+}
+
+impl Releasing<'_, '_> {
+    fn release(&self, stored: &[u8]) {
+        let offset = (stored.as_ptr() as usize).wrapping_sub(self.map.as_ptr() as usize);
+        if offset <= self.map.len() {
+            release(self.map, offset..offset + stored.len());
+        }
+    }
+}
+
+impl TensorDecoder for Releasing<'_, '_> {
+    fn decode_batch(
+        &mut self,
+        items: &[(&exprans::TensorIndex, &[u8])],
+        outs: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let result = self.inner.decode_batch(items, outs);
+        for (_, stored) in items {
+            self.release(stored);
+        }
+        result
+    }
+
+    fn decode_streamed(
+        &mut self,
+        t: &exprans::TensorIndex,
+        stored: &[u8],
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let result = self.inner.decode_streamed(t, stored, each);
+        self.release(stored);
+        result
+    }
 }
 
 /// Opens an exprans file: its map and parsed header. Any other kind of file is refused with what
@@ -273,7 +351,11 @@ pub fn decompress_file(
     check_space(output, archive.original_len())?;
     let mut out = Output::create(output, force)?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, out.file());
-    exprans::decompress_into(&data, &archive, decoder, &mut writer, progress)
+    let mut releasing = Releasing {
+        inner: decoder,
+        map: &data,
+    };
+    exprans::decompress_into(&data, &archive, &mut releasing, &mut writer, progress)
         .map_err(|e| blame(e, input, output))?;
     writer
         .into_inner()
