@@ -44,7 +44,7 @@ struct PackedEntry {
     // Index in `packed` of the u32 holding word `word_origin`, the first stored word (even).
     word_base: u32,
     word_origin: u32,
-    // Index in `packed` of plane 1's 256 class bases (plane 1 coded; else 0).
+    // Index in `packed` of plane 1's 256 class bases (plane 1 coded with several tables; else 0).
     class_base: u32,
     // Per plane: index in `packed` of its decode table (coded planes; plane 1: of class 0's) or
     // of its bytes (raw).
@@ -125,9 +125,11 @@ fn raw_bytes(plane: u32, i: u32) -> u32 {
 }
 
 // The decode table of plane `plane` for a value whose plane-0 byte is `p0`: plane 1's context
-// class table (one small lookup), the plane's one table otherwise.
+// class table when it has several (one small lookup), the plane's one table otherwise.
+// `class_base` is 0 when plane 1 has one table (no section of a packed entry starts at 0 but its
+// first table).
 fn plane_table(plane: u32, p0: u32) -> u32 {
-    if (plane == 1u) {
+    if (plane == 1u && entry.class_base != 0u) {
         return packed[entry.class_base + p0];
     }
     return entry.plane_base[plane];

@@ -44,7 +44,7 @@ pub struct PackedParams {
     /// The first stored word (even); lanes' word indices are relative to it.
     pub word_origin: u32,
     /// Index of plane 1's 256 class bases (each the index of a decode table); 0 when plane 1
-    /// is raw.
+    /// is raw or has one table (then `plane_base[1]` is its table).
     pub class_base: u32,
     /// Per plane: index of its decode table (coded) or of its bytes (raw); 0 past the planes.
     pub plane_base: [u32; 4],
@@ -228,7 +228,8 @@ impl Piece {
 
     /// The decode tables and, when plane 1 is coded, its class bases.
     fn tables_len(entry: &CodedEntry) -> u64 {
-        let class_bases = if entry.plane_is_coded(1) { 256 * 4 } else { 0 };
+        let classes = entry.plane_is_coded(1) && entry.plane1_classes() > 1;
+        let class_bases = if classes { 256 * 4 } else { 0 };
         (entry.header.table_count() * PROB_SCALE as usize * 4 + class_bases) as u64
     }
 
@@ -363,7 +364,9 @@ fn pack_piece(
             params.plane_base[p] = slots_base + tables.plane_base[p] as u32;
         }
     }
-    if entry.plane_is_coded(1) {
+    // Plane 1 with several classes: its table per plane-0 byte. With one class the kernels
+    // use `plane_base[1]` and skip the lookup (`class_base` stays 0: no section starts there).
+    if entry.plane_is_coded(1) && entry.plane1_classes() > 1 {
         let bases = tables.class_base.map(|slot| slots_base + slot);
         params.class_base = section(bytemuck::cast_slice(&bases), &mut at);
     }
@@ -490,8 +493,14 @@ mod tests {
         .entry;
         let word = |i: usize| u32::from_le_bytes(buf[4 * i..][..4].try_into().unwrap());
         assert_eq!(word(params.plane_base[0] as usize + 7), tables.plane(0)[7]);
+        // Plane 1's table of each plane-0 byte: through the class bases when it has several.
+        assert_eq!(params.class_base != 0, entry.plane1_classes() > 1);
         for p0 in [0u8, 127, 130, 255] {
-            let base = word(params.class_base as usize + p0 as usize) as usize;
+            let base = if params.class_base != 0 {
+                word(params.class_base as usize + p0 as usize) as usize
+            } else {
+                params.plane_base[1] as usize
+            };
             assert_eq!(word(base + 9), tables.plane1(p0)[9]);
         }
         let lane = entry.lane(p.first_block, 3);
