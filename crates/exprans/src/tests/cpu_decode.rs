@@ -107,7 +107,7 @@ pub(crate) fn build_entry(
     assert!(n > 0 && coded_mask != 0);
     let block = block_size as usize;
     // Per coded plane: its tables (plane 1: one per class) and the class of each plane-0 byte.
-    let mut plane1_classes = 0u8;
+    let mut plane1_classes = 1u8;
     let tables: Vec<Option<(Vec<FreqTable>, [usize; 256])>> = planes
         .iter()
         .enumerate()
