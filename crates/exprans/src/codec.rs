@@ -22,6 +22,12 @@ use crate::planes::PlaneLayout;
 use crate::rans::{self, FreqTable};
 use crate::{Error, Result};
 
+#[cfg(target_arch = "x86_64")]
+mod encode_x86;
+/// The vector encoder of an entry's coded planes: AVX2 on x86-64 CPUs that have it.
+#[cfg(target_arch = "x86_64")]
+use encode_x86::Avx2Encoder as VectorEncoder;
+
 /// Magic bytes that open every coded entry.
 pub const ENTRY_MAGIC: [u8; 4] = *b"XRNS";
 /// Version of the coded-entry layout written by this library.
@@ -277,6 +283,17 @@ pub fn encode(
     data: &[u8],
     opts: &EncodeOptions,
 ) -> Result<(Option<Vec<u8>>, Vec<PlaneStats>)> {
+    encode_with_kernel(layout, data, opts, true)
+}
+
+/// [`encode`] with the vector encoder where the CPU has one (`vector`), or with the scalar one:
+/// the same bytes.
+pub(crate) fn encode_with_kernel(
+    layout: PlaneLayout,
+    data: &[u8],
+    opts: &EncodeOptions,
+    vector: bool,
+) -> Result<(Option<Vec<u8>>, Vec<PlaneStats>)> {
     opts.validate()?;
     if !data.len().is_multiple_of(layout.value_bytes()) {
         return Err(Error::invalid(
@@ -346,7 +363,7 @@ pub fn encode(
     for (s, c) in stats.iter_mut().zip(&codings) {
         s.coded = matches!(c, PlaneCoding::Coded { .. });
     }
-    let entry = write_entry(layout, &planes, &codings, block_size)?;
+    let entry = write_entry(layout, &planes, &codings, block_size, vector)?;
     if entry.len() >= data.len() {
         return Ok((None, stats));
     }
@@ -385,6 +402,20 @@ pub fn encode_with_classes(
     coded_mask: u8,
     max_classes: usize,
 ) -> Result<Vec<u8>> {
+    encode_planes(layout, data, block_size, coded_mask, max_classes, true)
+}
+
+/// [`encode_with_classes`] with the vector encoder where the CPU has one (`vector`), or with the
+/// scalar one: the same bytes.
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn encode_planes(
+    layout: PlaneLayout,
+    data: &[u8],
+    block_size: u32,
+    coded_mask: u8,
+    max_classes: usize,
+    vector: bool,
+) -> Result<Vec<u8>> {
     EncodeOptions {
         block_size,
         ..EncodeOptions::default()
@@ -422,6 +453,7 @@ pub fn encode_with_classes(
         &planes,
         &codings,
         layout_block_size(layout, block_size),
+        vector,
     )
 }
 
@@ -464,6 +496,7 @@ impl CodedPlane<'_> {
 /// and the range of `scratch` holding each lane's words, in decoding order.
 fn encode_block(
     coded: &[CodedPlane],
+    vector: Option<&VectorEncoder>,
     n: usize,
     block: usize,
     b: usize,
@@ -473,11 +506,17 @@ fn encode_block(
     let values = block.min(n - start);
     let steps = values.div_ceil(LANES);
     // Lane l writes its words backwards (they are produced in reverse) into its own region
-    // [l * region, (l + 1) * region): one word per symbol plus one spare slot (`encode_step`).
-    let region = steps * coded.len() + 1;
+    // [l * region, (l + 1) * region): one word per symbol plus one spare slot (`encode_step`),
+    // padded to an odd number of 64-byte lines (32 words) so that the lanes' current lines fall
+    // in different L1 sets (a stride near a multiple of 4 KiB crowded them into one).
+    let region = (steps * coded.len() + 1).next_multiple_of(64) + 32;
     if scratch.len() < LANES * region {
         // Zeroed by the allocator: pages of the regions' unused bottoms are never touched.
         *scratch = vec![0; LANES * region];
+    }
+    if let Some(vector) = vector {
+        let (states, pos) = vector.encode_block(coded, start, values, region, scratch);
+        return (states, std::array::from_fn(|l| pos[l]..(l + 1) * region));
     }
     let mut states = [RANS_L; LANES];
     let mut ranges: [std::ops::Range<usize>; LANES] = Default::default();
@@ -550,6 +589,28 @@ fn encode_step(x: &mut u32, pos: &mut usize, words: &mut [u16], sym: rans::RcpSy
     *x = next;
 }
 
+/// No vector encoder on this target: the scalar one codes every block.
+#[cfg(not(target_arch = "x86_64"))]
+enum VectorEncoder {}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl VectorEncoder {
+    fn new(_: &[CodedPlane]) -> Option<VectorEncoder> {
+        None
+    }
+
+    fn encode_block(
+        &self,
+        _: &[CodedPlane],
+        _: usize,
+        _: usize,
+        _: usize,
+        _: &mut [u16],
+    ) -> ([u32; LANES], [usize; LANES]) {
+        match *self {}
+    }
+}
+
 /// One encoded block: final lane states, lane lengths in words, the lanes' words concatenated.
 #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
 struct EncodedBlock {
@@ -619,6 +680,7 @@ impl EntryWriter {
 /// current rayon pool when it has more than one thread (same bytes).
 fn encode_blocks(
     coded: &[CodedPlane],
+    vector: Option<&VectorEncoder>,
     n: usize,
     block: usize,
     writer: &mut EntryWriter,
@@ -630,7 +692,7 @@ fn encode_blocks(
         let blocks: Vec<EncodedBlock> = (0..block_count)
             .into_par_iter()
             .map_init(Vec::new, |scratch, b| {
-                let (states, ranges) = encode_block(coded, n, block, b, scratch);
+                let (states, ranges) = encode_block(coded, vector, n, block, b, scratch);
                 let lens = ranges.clone().map(|r| r.len());
                 let mut words = Vec::with_capacity(lens.iter().sum());
                 for r in ranges {
@@ -656,7 +718,7 @@ fn encode_blocks(
     }
     let mut scratch = Vec::new();
     for b in 0..block_count {
-        let (states, ranges) = encode_block(coded, n, block, b, &mut scratch);
+        let (states, ranges) = encode_block(coded, vector, n, block, b, &mut scratch);
         writer.append(&states, ranges.into_iter().map(|r| &scratch[r]))?;
     }
     Ok(())
@@ -667,6 +729,7 @@ fn write_entry(
     planes: &[Vec<u8>],
     codings: &[PlaneCoding],
     block_size: u32,
+    vector: bool,
 ) -> Result<Vec<u8>> {
     let n = planes[0].len();
     let block = block_size as usize;
@@ -688,6 +751,7 @@ fn write_entry(
             }
         })
         .collect();
+    let vector = vector.then(|| VectorEncoder::new(&coded)).flatten();
     let coded_mask = codings
         .iter()
         .enumerate()
@@ -736,7 +800,7 @@ fn write_entry(
         blocks: 0,
         words: 0,
     };
-    encode_blocks(&coded, n, block, &mut writer)?;
+    encode_blocks(&coded, vector.as_ref(), n, block, &mut writer)?;
     let EntryWriter {
         mut entry, words, ..
     } = writer;

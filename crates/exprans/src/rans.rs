@@ -356,6 +356,20 @@ pub(crate) struct RcpSymbol {
     cmpl_freq: u16,
 }
 
+// Read by the vector encoder (x86-64 only).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl RcpSymbol {
+    /// `freq[s]` (0 for a symbol that does not occur).
+    pub(crate) fn freq(&self) -> u32 {
+        self.freq as u32
+    }
+
+    /// `cum[s]`.
+    pub(crate) fn start(&self) -> u32 {
+        self.start
+    }
+}
+
 /// [`RcpSymbol`]s of a [`FreqTable`].
 pub(crate) fn rcp_table(table: &FreqTable) -> [RcpSymbol; 256] {
     let cum = table.cumulative();

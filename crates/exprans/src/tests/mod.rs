@@ -10,3 +10,4 @@ mod gpu_decode;
 mod hostile;
 mod rans_props;
 mod robustness;
+mod vector_encode;
