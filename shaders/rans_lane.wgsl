@@ -84,7 +84,10 @@ fn open_lane(block: u32, l: u32) -> Lane {
     let begin = packed[record] - entry.word_origin;
     let end = packed[record + 1u] - entry.word_origin;
     let has_state = end > begin;
-    let state = read_word(begin) | (read_word(begin + 1u) << WORD_BITS);
+    // Reads clamped below the region's end (word 0, which always exists, when it is empty), as
+    // in decode_symbol: an empty region's lane reads no word of another lane.
+    let last = max(end, 1u) - 1u;
+    let state = read_word(min(begin, last)) | (read_word(min(begin + 1u, last)) << WORD_BITS);
     return Lane(select(RANS_L, state, has_state), select(begin, begin + 2u, has_state), end);
 }
 

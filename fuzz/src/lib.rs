@@ -253,17 +253,33 @@ pub fn emulate_packed(packed: &PackedEntry, layout: PlaneLayout) -> Emulated {
                 count <= MAX_LANE_STEPS,
                 "a GPU lane would loop {count} times (at most {MAX_LANE_STEPS})"
             );
-            let record = p
-                .dir_base
-                .wrapping_add(2u32.wrapping_mul(block * lanes + l));
-            let mut state = at(record);
-            let mut next = at(record.wrapping_add(1)).wrapping_sub(p.word_origin);
-            let end = at(record.wrapping_add(3)).wrapping_sub(p.word_origin);
+            // The lane's region: its state (two words) then its words (open_lane).
+            let record = p.dir_base.wrapping_add(block * lanes + l);
+            let begin = at(record).wrapping_sub(p.word_origin);
+            let end = at(record.wrapping_add(1)).wrapping_sub(p.word_origin);
+            let read_word =
+                |w: u32| (at(p.word_base.wrapping_add(w >> 1)) >> ((w & 1) * 16)) & 0xffff;
+            let has_state = end > begin;
+            let last = end.max(1) - 1;
+            let first_state =
+                read_word(begin.min(last)) | read_word(begin.wrapping_add(1).min(last)) << 16;
+            let mut state = if has_state { first_state } else { RANS_L };
+            let mut next = if has_state {
+                begin.wrapping_add(2)
+            } else {
+                begin
+            };
             for j in 0..count {
                 let i = start.wrapping_add(l).wrapping_add(j.wrapping_mul(lanes));
                 let mut plane_bytes = [0u32; 4];
-                for (plane, byte) in plane_bytes.iter_mut().enumerate().take(planes as usize) {
-                    let base = p.plane_base[plane];
+                for plane in 0..planes as usize {
+                    // plane_table: plane 1's class table when it has several.
+                    let base = if plane == 1 && p.class_base != 0 {
+                        at(p.class_base.wrapping_add(plane_bytes[0]))
+                    } else {
+                        p.plane_base[plane]
+                    };
+                    let byte = &mut plane_bytes[plane];
                     *byte = if p.coded_mask >> plane & 1 != 0 {
                         let slot = at(base.wrapping_add(state & prob_mask));
                         let freq = ((slot >> 8) & prob_mask) + 1;
@@ -291,7 +307,9 @@ pub fn emulate_packed(packed: &PackedEntry, layout: PlaneLayout) -> Emulated {
                 let out = bytes.get_mut(o..o + value_bytes).unwrap_or_else(|| {
                     panic!("a GPU kernel would write value {i} of {}", p.value_count)
                 });
-                if value_bytes == 2 {
+                if value_bytes == 1 {
+                    out[0] = p0 as u8;
+                } else if value_bytes == 2 {
                     out.copy_from_slice(&(join16 as u16).to_le_bytes());
                 } else {
                     let v = (join16 << 16) | (p2 << 8) | p3;

@@ -211,7 +211,12 @@ type Tensor = (String, String, Vec<u64>, Vec<u8>, EncodeOptions);
 fn conformance_file() -> (Vec<u8>, Vec<(String, EncodeOptions)>) {
     let default = EncodeOptions::default();
     let mut tensors: Vec<Tensor> = Vec::new();
-    for v in conformance::vectors() {
+    // The largest-block cases (2^19 values per block) do not fit the small storage binding the
+    // browser test splits this file with; `exprans selftest` covers them on native adapters.
+    for v in conformance::vectors()
+        .into_iter()
+        .filter(|v| !v.name.contains("largest_block"))
+    {
         let n = v.value_count();
         tensors.push((v.name, v.dtype.to_string(), vec![n], v.values, v.options));
     }
