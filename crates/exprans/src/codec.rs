@@ -1329,6 +1329,7 @@ impl<'a> CodedEntry<'a> {
     /// itself; for version 1 the GPU packer builds it (so that every kernel reads one layout).
     /// `lane` may be `LANES` (lane 0 of the next block); past the last lane, the end of the
     /// regions.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))] // the GPU packer's
     pub(crate) fn region(&self, block: usize, lane: usize) -> usize {
         self.lanes
             .get(block * LANES + lane)
