@@ -31,6 +31,9 @@ struct DispatchPlan {
     target: Option<wgpu::Buffer>,
     jobs: Vec<PlannedJob>,
     input_len: u64,
+    /// The tables packed in the dispatch's input ([`plan::table_key`]): jobs of entries with
+    /// identical tables share one copy.
+    table_keys: std::collections::HashSet<(u8, u8, Vec<u8>)>,
     /// Byte range the jobs write: in the caller's buffer, or in the dispatch's own output.
     out_start: u64,
     out_end: u64,
@@ -78,6 +81,14 @@ pub(crate) struct Batch {
     item_lens: Vec<usize>,
     /// Per-call input and job buffers, destroyed with the batch.
     inputs: Vec<wgpu::Buffer>,
+}
+
+impl Batch {
+    /// Bytes of the batch's input buffers (packed entries and job records).
+    #[cfg(test)]
+    pub(crate) fn input_bytes(&self) -> u64 {
+        self.inputs.iter().map(|b| b.size()).sum()
+    }
 }
 
 impl Drop for Batch {
@@ -204,6 +215,7 @@ impl GpuDecoder {
                     target,
                     jobs: Vec::new(),
                     input_len: 0,
+                    table_keys: Default::default(),
                     out_start: u64::MAX,
                     out_end: 0,
                 };
@@ -224,7 +236,10 @@ impl GpuDecoder {
         if d.target.is_none() {
             job.out_at = d.out_end;
         }
-        let input_len = d.input_len + job.piece.input_len(entry);
+        let key = plan::table_key(entry);
+        let shared = d.table_keys.contains(&key);
+        let tables_len = if shared { Piece::tables_len(entry) } else { 0 };
+        let input_len = d.input_len + job.piece.input_len(entry) - tables_len;
         let out_start = d.out_start.min(job.out_at);
         let out_end = d.out_end.max(job.out_at + job.piece.output_len(entry));
         let window = out_end - out_start / self.binding_align * self.binding_align;
@@ -233,6 +248,9 @@ impl GpuDecoder {
             return false;
         }
         d.input_len = input_len;
+        if !shared {
+            d.table_keys.insert(key);
+        }
         d.out_start = out_start;
         d.out_end = out_end;
         d.jobs.push(job);
@@ -301,6 +319,8 @@ impl GpuDecoder {
         let mut input_view = input.get_mapped_range_mut(..).map_err(map_error)?;
         let mut jobs_view = jobs.get_mapped_range_mut(..).map_err(map_error)?;
         let mut input_at = 0u64;
+        // Where each distinct set of tables was packed in this input (see `table_keys`).
+        let mut packed_tables = std::collections::HashMap::new();
         let mut first_group = 0u64;
         let mut host_pieces = Vec::new();
         for (k, job) in plan.jobs.iter().enumerate() {
@@ -308,11 +328,19 @@ impl GpuDecoder {
             let piece = &job.piece;
             let at = input_at as usize;
             let base = (input_at / 4) as u32;
-            let mut params = plan::pack(entry, &tables[job.item], piece, base, |o, bytes| {
-                let o = at + o as usize;
-                input_view.slice(o..o + bytes.len()).copy_from_slice(bytes)
-            });
+            let key = plan::table_key(entry);
+            let shared = packed_tables.get(&key).copied();
+            let (mut params, placed) =
+                plan::pack(entry, &tables[job.item], piece, base, shared, |o, bytes| {
+                    let o = at + o as usize;
+                    input_view.slice(o..o + bytes.len()).copy_from_slice(bytes)
+                });
             input_at += piece.input_len(entry);
+            if shared.is_some() {
+                input_at -= Piece::tables_len(entry);
+            } else {
+                packed_tables.insert(key, placed);
+            }
             params.first_group = first_group as u32;
             params.out_base = ((job.out_at - window) / 4) as u32;
             params.flag_index = batch.jobs.len() as u32;

@@ -45,7 +45,7 @@
 //! `sync` (error scopes, mapping futures), `bench` (throughput numbers), `tensors` (the tensor-level decode).
 
 mod adapter;
-mod batch;
+pub(crate) mod batch;
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
 mod decoder;

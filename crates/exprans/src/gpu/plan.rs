@@ -122,7 +122,7 @@ impl PackedEntry {
         let piece = Piece::checked(entry, blocks)?;
         let mut bytes = vec![0u8; piece.input_len(entry) as usize];
         let tables = entry.decode_tables();
-        let params = pack_piece(entry, &tables, &piece, 0, |at, b| {
+        let (params, _) = pack_piece(entry, &tables, &piece, 0, None, |at, b| {
             bytes[at as usize..][..b.len()].copy_from_slice(b)
         });
         if (bytes.len() / 4) as u64 > u32::MAX as u64 {
@@ -226,8 +226,8 @@ impl Piece {
         align4((self.value_count * entry.header.layout.value_bytes()) as u64)
     }
 
-    /// The decode tables and, when plane 1 is coded, its class bases.
-    fn tables_len(entry: &CodedEntry) -> u64 {
+    /// The decode tables and, when plane 1 has several classes, its class bases.
+    pub(crate) fn tables_len(entry: &CodedEntry) -> u64 {
         let classes = entry.plane_is_coded(1) && entry.plane1_classes() > 1;
         let class_bases = if classes { 256 * 4 } else { 0 };
         (entry.header.table_count() * PROB_SCALE as usize * 4 + class_bases) as u64
@@ -320,17 +320,43 @@ pub(crate) fn split(entry: &CodedEntry, max_input: u64, max_output: u64) -> Resu
 
 /// Packs the input of job `piece` (see [`PackedEntry::new`]) and returns the job's parameters;
 /// `first_group`, `out_base` and `flag_index` are left 0 for the caller.
+///
+/// With `shared`, the tables are not packed again: the job uses those another job of the same
+/// input buffer packed (entries whose serialized tables are identical, see [`table_key`]), and
+/// its input is [`Piece::tables_len`] shorter. Returns the job's parameters and where its tables
+/// are, for the next job to share.
 pub(crate) fn pack(
     entry: &CodedEntry,
     tables: &DecodeTables,
     piece: &Piece,
     base: u32,
+    shared: Option<PackedTables>,
     write: impl FnMut(u64, &[u8]),
-) -> JobParams {
-    JobParams {
-        entry: pack_piece(entry, tables, piece, base, write),
+) -> (JobParams, PackedTables) {
+    let (entry, placed) = pack_piece(entry, tables, piece, base, shared, write);
+    let params = JobParams {
+        entry,
         ..JobParams::default()
-    }
+    };
+    (params, placed)
+}
+
+/// Where a packed entry's tables are: each plane's table index and plane 1's class bases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackedTables {
+    plane_base: [u32; 4],
+    class_base: u32,
+}
+
+/// What makes two entries' decode tables identical: their coded planes, plane 1's class count,
+/// and their serialized tables (and class map), byte for byte.
+pub(crate) fn table_key(entry: &CodedEntry) -> (u8, u8, Vec<u8>) {
+    let tables = entry.sections().tables;
+    (
+        entry.header.coded_mask,
+        entry.header.classes,
+        entry.bytes[tables].to_vec(),
+    )
 }
 
 /// The packer: writes the sections of `piece` through `write(byte offset, bytes)` (offsets from
@@ -340,8 +366,9 @@ fn pack_piece(
     tables: &DecodeTables,
     piece: &Piece,
     base: u32,
+    shared: Option<PackedTables>,
     mut write: impl FnMut(u64, &[u8]),
-) -> PackedParams {
+) -> (PackedParams, PackedTables) {
     let mut params = PackedParams {
         value_count: piece.value_count as u32,
         block_count: piece.block_count as u32,
@@ -358,18 +385,31 @@ fn pack_piece(
         base + (start / 4) as u32
     };
 
-    let slots_base = section(bytemuck::cast_slice(&tables.slots), &mut at);
-    for p in 0..entry.header.layout.plane_count() {
-        if entry.plane_is_coded(p) {
-            params.plane_base[p] = slots_base + tables.plane_base[p] as u32;
+    let placed = match shared {
+        Some(placed) => placed,
+        None => {
+            let mut placed = PackedTables {
+                plane_base: [0; 4],
+                class_base: 0,
+            };
+            let slots_base = section(bytemuck::cast_slice(&tables.slots), &mut at);
+            for p in 0..entry.header.layout.plane_count() {
+                if entry.plane_is_coded(p) {
+                    placed.plane_base[p] = slots_base + tables.plane_base[p] as u32;
+                }
+            }
+            // Plane 1 with several classes: its table per plane-0 byte. With one class the
+            // kernels use `plane_base[1]` and skip the lookup (`class_base` stays 0: no section
+            // starts there).
+            if entry.plane_is_coded(1) && entry.plane1_classes() > 1 {
+                let bases = tables.class_base.map(|slot| slots_base + slot);
+                placed.class_base = section(bytemuck::cast_slice(&bases), &mut at);
+            }
+            placed
         }
-    }
-    // Plane 1 with several classes: its table per plane-0 byte. With one class the kernels
-    // use `plane_base[1]` and skip the lookup (`class_base` stays 0: no section starts there).
-    if entry.plane_is_coded(1) && entry.plane1_classes() > 1 {
-        let bases = tables.class_base.map(|slot| slots_base + slot);
-        params.class_base = section(bytemuck::cast_slice(&bases), &mut at);
-    }
+    };
+    params.plane_base = placed.plane_base;
+    params.class_base = placed.class_base;
 
     let blocks = piece.first_block..piece.first_block + piece.block_count;
     let mut records = Vec::with_capacity(piece.block_count * LANES + 1);
@@ -395,8 +435,13 @@ fn pack_piece(
             params.plane_base[p] = section(bytes, &mut at);
         }
     }
-    debug_assert_eq!(at, piece.input_len(entry));
-    params
+    let tables_len = if shared.is_some() {
+        Piece::tables_len(entry)
+    } else {
+        0
+    };
+    debug_assert_eq!(at, piece.input_len(entry) - tables_len);
+    (params, placed)
 }
 
 /// The regions of `piece`'s lanes of a version-1 entry (whose states are in its directory), as
@@ -487,9 +532,10 @@ mod tests {
         let pieces = split(&entry, limit, limit).unwrap();
         let p = pieces[1];
         let mut buf = vec![0u8; p.input_len(&entry) as usize];
-        let params = pack(&entry, &tables, &p, 0, |at, b| {
+        let params = pack(&entry, &tables, &p, 0, None, |at, b| {
             buf[at as usize..][..b.len()].copy_from_slice(b)
         })
+        .0
         .entry;
         let word = |i: usize| u32::from_le_bytes(buf[4 * i..][..4].try_into().unwrap());
         assert_eq!(word(params.plane_base[0] as usize + 7), tables.plane(0)[7]);

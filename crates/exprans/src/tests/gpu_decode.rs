@@ -424,6 +424,57 @@ fn lanes_longer_than_drivers_loop_are_refused_and_2_pow_20_blocks_decode() {
     ]);
 }
 
+/// Tensors whose tables are identical (same serialized tables) share one packed copy in a
+/// dispatch: 2,000 copies of one tiny tensor upload its 32 KiB of decode tables once, not 2,000
+/// times (issue 10, defect 3), and still decode to their values; distinct ones keep their own.
+#[test]
+fn identical_tables_are_packed_once_per_dispatch() {
+    if decoders().is_empty() {
+        eprintln!("skipped (EXPRANS_SKIP_GPU_TESTS=1)");
+        return;
+    }
+    let layout = PlaneLayout::Float16;
+    let data = plane_data(layout, 4096, 0b11, 77);
+    let entry = forced_entry(layout, &data, 4096, 0b11);
+    let same: Vec<Case> = (0..2_000)
+        .map(|i| Case::new(format!("copy {i}"), layout, entry.clone(), &data))
+        .collect();
+    let distinct: Vec<Case> = (0..40)
+        .map(|i| {
+            let data = plane_data(layout, 4096, 0b11, 1000 + i);
+            Case::new(
+                format!("distinct {i}"),
+                layout,
+                forced_entry(layout, &data, 4096, 0b11),
+                &data,
+            )
+        })
+        .collect();
+    for (name, decoder) in decoders() {
+        let input = |cases: &[Case]| {
+            let entries: Vec<CodedEntry> = cases.iter().map(|c| c.parse()).collect();
+            let items: Vec<_> = entries
+                .iter()
+                .map(|e| (e, crate::gpu::batch::Dest::Host))
+                .collect();
+            decoder.prepare(&items).unwrap().input_bytes()
+        };
+        let table = 2 * 4 * crate::params::PROB_SCALE as u64;
+        let one = input(&same[..1]);
+        let all = input(&same);
+        assert!(
+            all < 2_000 * one / 4,
+            "{name}: {all} bytes for 2,000 copies of a {one}-byte input"
+        );
+        let distinct_bytes = input(&distinct);
+        assert!(
+            distinct_bytes >= 40 * table,
+            "{name}: distinct tables shared? {distinct_bytes}"
+        );
+    }
+    check_all(&same[..300]);
+}
+
 /// Many tiny coded tensors: every coded plane brings a 16 KiB decode table, so a batch bounded
 /// only by decoded bytes grew without bound (issue 10, defect 3: 300,000 tensors took 6.8 GB).
 /// Batches are submitted in groups bounded by what they allocate; outputs stay in order and a
